@@ -1,0 +1,5 @@
+"""``python -m tripwright``."""
+
+from tripwright.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The demo job: durable runs of a sample flow surviving a killed worker."""

@@ -1,0 +1,56 @@
+"""JSON encoding of contexts, payloads and journal data, with clear errors."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from tripwright.errors import ContextNotSerializableError
+
+__all__ = ["dumps", "loads"]
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: Any, *, what: str = "value", run_id: str | None = None) -> str:
+    """Encode ``value`` as compact JSON or raise :class:`ContextNotSerializableError`."""
+    try:
+        return json.dumps(value, separators=(",", ":"), default=_default, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        path = _find_bad_path(value)
+        where = f" at {path}" if path else ""
+        raise ContextNotSerializableError(
+            f"{what} is not JSON-serialisable{where}: {exc}", run_id=run_id
+        ) from exc
+
+
+def loads(text: str | None) -> Any:
+    """Decode JSON text; ``None`` stays ``None``."""
+    return None if text is None else json.loads(text)
+
+
+def _find_bad_path(value: Any, path: str = "$") -> str | None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                return f"{path} (key {key!r})"
+            found = _find_bad_path(item, f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _find_bad_path(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    if value is None or isinstance(value, str | int | bool | Decimal):
+        return None
+    if isinstance(value, float):
+        return None if value == value and value not in (float("inf"), float("-inf")) else path
+    return path

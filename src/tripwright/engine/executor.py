@@ -1,0 +1,513 @@
+"""Executes one leased run step by step, one checkpoint per step.
+
+Resume needs no replay: the run's row holds the current step, the attempt number, the
+JSON context and what the run waits for. A step that was interrupted (crash, lost lease)
+simply runs again with the same idempotency key, which is derived from the run, the step
+and how many times that step already completed in the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from tripwright.engine import codec
+from tripwright.engine.clock import Clock
+from tripwright.engine.committer import GroupCommitter
+from tripwright.engine.config import EngineConfig
+from tripwright.engine.flow import (
+    Complete,
+    Fail,
+    Flow,
+    Goto,
+    Outcome,
+    Sleep,
+    StepContext,
+    WaitEvent,
+)
+from tripwright.engine.records import (
+    Checkpoint,
+    EventRecord,
+    JournalEntry,
+    JournalKind,
+    RunRecord,
+    RunStatus,
+)
+from tripwright.engine.registry import FlowRegistry
+from tripwright.engine.store.base import Store, wait_match
+from tripwright.errors import ContextNotSerializableError, DefinitionError
+
+__all__ = ["ExecutorStats", "RunExecutor", "idempotency_key"]
+
+log = logging.getLogger("tripwright.engine")
+
+#: ``wait_names`` value that no event name matches (a plain sleep).
+_MATCH_NOTHING = "|"
+_ALWAYS_FINAL = (DefinitionError, ContextNotSerializableError)
+
+
+def idempotency_key(run_id: str, step: str, visit: int) -> str:
+    """The key handed to a step's action: stable across attempts and crashes."""
+    return f"{run_id}:{step}:{visit}"
+
+
+@dataclass(slots=True)
+class ExecutorStats:
+    """Counters of what a worker did."""
+
+    steps_completed: int = 0
+    attempts_failed: int = 0
+    runs_completed: int = 0
+    runs_failed: int = 0
+    runs_waiting: int = 0
+    leases_lost: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+class _Journal:
+    """Builds the journal entries of one checkpoint with consecutive sequence numbers."""
+
+    __slots__ = ("correlation_id", "entries", "run_id", "seq")
+
+    def __init__(self, run: RunRecord) -> None:
+        self.run_id = run.id
+        self.correlation_id = run.correlation_id
+        self.seq = run.journal_seq
+        self.entries: list[JournalEntry] = []
+
+    def add(self, kind: JournalKind, step: str | None, at: float, **data: Any) -> None:
+        self.seq += 1
+        self.entries.append(
+            JournalEntry(self.run_id, self.seq, kind.value, step, at, data, self.correlation_id)
+        )
+
+    def take(self) -> list[JournalEntry]:
+        entries, self.entries = self.entries, []
+        return entries
+
+
+class RunExecutor:
+    """Runs leased runs to their next wait or end."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        committer: GroupCommitter,
+        registry: FlowRegistry,
+        clock: Clock,
+        config: EngineConfig,
+        worker_id: str,
+        stats: ExecutorStats,
+    ) -> None:
+        self._store = store
+        self._committer = committer
+        self._registry = registry
+        self._clock = clock
+        self._config = config
+        self._worker_id = worker_id
+        self.stats = stats
+
+    async def execute(self, run: RunRecord) -> None:
+        """Advance ``run`` until it waits, ends, schedules a retry or loses its lease."""
+        flow = self._registry.get(run.flow_name, run.flow_version)
+        state: dict[str, Any] = dict(run.state)
+        state.setdefault("visits", {})
+        journal = _Journal(run)
+        context_json = codec.dumps(run.context)
+        step = run.step
+        event: EventRecord | None = None
+        timed_out = False
+
+        if (
+            run.definition_hash != flow.definition_hash
+            and state.get("hash") != flow.definition_hash
+        ):
+            journal.add(
+                JournalKind.NOTE,
+                step,
+                self._clock.now(),
+                message="definition changed since the run started",
+                started_with=run.definition_hash,
+                running_with=flow.definition_hash,
+            )
+            state["hash"] = flow.definition_hash
+
+        if run.status is RunStatus.WAITING:
+            wait = state.get("wait") or {}
+            now = self._clock.now()
+            if wait.get("kind") == "event":
+                event = await self._store.next_event(run.id, wait.get("names"), now)
+            deadline = wait.get("deadline")
+            if event is None and (deadline is None or now < deadline):
+                await self._rewait(run, flow, state, context_json, journal)
+                return
+            timed_out = event is None and wait.get("kind") == "event"
+            step = wait["then"]
+            state.pop("wait", None)
+            state["resume"] = {"event_id": event.id if event else None, "timed_out": timed_out}
+            if event is not None:
+                kind = (
+                    JournalKind.TIMER_FIRED if event.kind == "timer" else JournalKind.EVENT_RECEIVED
+                )
+                journal.add(
+                    kind,
+                    step,
+                    now,
+                    event=event.name,
+                    event_id=event.id,
+                    timer=event.timer_name,
+                    payload=event.payload,
+                )
+            elif timed_out:
+                journal.add(JournalKind.WAIT_TIMED_OUT, step, now, names=wait.get("names"))
+        elif "resume" in state:
+            resume = state["resume"]
+            if resume.get("event_id") is not None:
+                event = await self._store.get_event(resume["event_id"])
+            timed_out = bool(resume.get("timed_out"))
+
+        assert step is not None
+        lease_epoch = run.lease_epoch
+        while True:
+            spec = flow.get_step(step)
+            attempt = int(state.get("attempt", 1))
+            visit = int(state["visits"].get(step, 0))
+            ctx = StepContext(
+                run_id=run.id,
+                flow=flow,
+                step=step,
+                attempt=attempt,
+                idempotency_key=idempotency_key(run.id, step, visit),
+                correlation_id=run.correlation_id,
+                owner=run.owner,
+                context=json.loads(context_json),
+                input=run.input,
+                clock=self._clock,
+                event=event,
+                timed_out=timed_out,
+                failure=state.get("failure"),
+            )
+            started = self._clock.now()
+            try:
+                outcome = await self._clock.run_with_timeout(spec.fn(ctx), spec.timeout)
+                outcome = _check_outcome(flow, step, outcome)
+                new_context = codec.dumps(ctx.context, what="run context", run_id=run.id)
+            except Exception as exc:
+                checkpoint, go_on = self._failed(
+                    run,
+                    flow,
+                    step,
+                    state,
+                    context_json,
+                    journal,
+                    exc,
+                    attempt,
+                    started,
+                    event,
+                    lease_epoch,
+                )
+                if not await self._commit(checkpoint, journal):
+                    return
+                if not go_on:
+                    return
+                assert checkpoint.step is not None
+                step = checkpoint.step
+                continue
+
+            now = self._clock.now()
+            journal.add(
+                JournalKind.STEP_STARTED,
+                step,
+                started,
+                attempt=attempt,
+                idempotency_key=ctx.idempotency_key,
+            )
+            effects = ctx.effects
+            for name in effects.cancelled_timers:
+                journal.add(JournalKind.TIMER_CANCELLED, step, now, timer=name)
+            for timer in effects.timers:
+                journal.add(
+                    JournalKind.TIMER_SET,
+                    step,
+                    now,
+                    timer=timer.timer_name,
+                    event=timer.name,
+                    fires_at=timer.visible_at,
+                )
+            for message in effects.outbox:
+                journal.add(
+                    JournalKind.EVENT_SENT,
+                    step,
+                    now,
+                    event_id=message.event_id,
+                    topic=message.topic,
+                    type=message.type,
+                    subject=message.subject,
+                )
+            for note in effects.notes:
+                journal.add(JournalKind.NOTE, step, now, **note)
+            journal.add(
+                JournalKind.STEP_COMPLETED,
+                step,
+                now,
+                attempt=attempt,
+                duration=round(now - started, 6),
+                outcome=_describe(outcome),
+            )
+            state["visits"][step] = visit + 1
+            state.pop("attempt", None)
+            state.pop("resume", None)
+            state.pop("failure", None)
+            checkpoint = Checkpoint(
+                run_id=run.id,
+                lease_owner=self._worker_id,
+                lease_epoch=lease_epoch,
+                status=RunStatus.RUNNING,
+                step=step,
+                state="",
+                context=new_context,
+                now=now,
+                lease_expires_at=now + self._config.lease_ttl,
+                due_at=now,
+                outbox=effects.outbox,
+                timers=effects.timers,
+                cancelled_timers=effects.cancelled_timers,
+                consumed_events=[event.id] if event is not None else [],
+            )
+            self.stats.steps_completed += 1
+            next_step = self._route(flow, step, outcome, checkpoint, state, journal, now)
+            checkpoint.state = codec.dumps(state)
+            checkpoint.journal = journal.take()
+            if not await self._commit(checkpoint, journal):
+                return
+            context_json = new_context
+            if next_step is None:
+                return
+            step = next_step
+            event = None
+            timed_out = False
+
+    # -- outcomes ---------------------------------------------------------------------
+    def _route(
+        self,
+        flow: Flow,
+        step: str,
+        outcome: Outcome | None,
+        cp: Checkpoint,
+        state: dict[str, Any],
+        journal: _Journal,
+        now: float,
+    ) -> str | None:
+        """Fill ``cp`` for ``outcome``; return the step to run next in-process, if any."""
+        if outcome is None:
+            following = flow.next_after(step)
+            outcome = Goto(following) if following else Complete(None)
+        if isinstance(outcome, Goto):
+            cp.step = outcome.step
+            return outcome.step
+        cp.release = True
+        cp.lease_expires_at = None
+        if isinstance(outcome, Complete):
+            cp.status = RunStatus.COMPLETED
+            cp.due_at = None
+            cp.result = codec.dumps(outcome.result, what="run result", run_id=cp.run_id)
+            journal.add(JournalKind.RUN_COMPLETED, step, now)
+            self.stats.runs_completed += 1
+            return None
+        if isinstance(outcome, Fail):
+            cp.status = RunStatus.FAILED
+            cp.due_at = None
+            cp.error = codec.dumps(
+                {"type": "Fail", "message": outcome.reason, "details": outcome.details},
+                what="failure details",
+                run_id=cp.run_id,
+            )
+            journal.add(JournalKind.RUN_FAILED, step, now, reason=outcome.reason)
+            self.stats.runs_failed += 1
+            return None
+        then = outcome.then or flow.next_after(step)
+        if then is None:
+            raise DefinitionError(  # checked by _check_outcome; kept for type narrowing
+                "a wait at the last step needs then=", flow=flow.name, step=step
+            )
+        cp.status = RunStatus.WAITING
+        self.stats.runs_waiting += 1
+        if isinstance(outcome, Sleep):
+            until = outcome.until if outcome.until is not None else now + (outcome.seconds or 0.0)
+            state["wait"] = {"kind": "sleep", "names": None, "deadline": until, "then": then}
+            cp.wait_names = _MATCH_NOTHING
+            cp.wait_deadline = until
+            cp.due_at = until
+            journal.add(JournalKind.WAIT_STARTED, step, now, until=until, then=then)
+        else:
+            deadline = None if outcome.timeout is None else now + outcome.timeout
+            names = list(outcome.names) or None
+            state["wait"] = {"kind": "event", "names": names, "deadline": deadline, "then": then}
+            cp.wait_names = wait_match(names)
+            cp.wait_deadline = deadline
+            cp.due_at = deadline
+            journal.add(
+                JournalKind.WAIT_STARTED, step, now, events=names, deadline=deadline, then=then
+            )
+        return None
+
+    def _failed(
+        self,
+        run: RunRecord,
+        flow: Flow,
+        step: str,
+        state: dict[str, Any],
+        context_json: str,
+        journal: _Journal,
+        exc: Exception,
+        attempt: int,
+        started: float,
+        event: EventRecord | None,
+        lease_epoch: int,
+    ) -> tuple[Checkpoint, bool]:
+        """The checkpoint after a failed attempt, and whether to continue in-process."""
+        now = self._clock.now()
+        spec = flow.get_step(step)
+        error = {"type": type(exc).__name__, "message": str(exc)}
+        cp = Checkpoint(
+            run_id=run.id,
+            lease_owner=self._worker_id,
+            lease_epoch=lease_epoch,
+            status=RunStatus.RUNNING,
+            step=step,
+            state="",
+            context=context_json,
+            now=now,
+            lease_expires_at=None,
+            release=True,
+        )
+        if not isinstance(exc, _ALWAYS_FINAL) and spec.retry.should_retry(exc, attempt):
+            delay = spec.retry.delay(attempt)
+            journal.add(
+                JournalKind.ATTEMPT_FAILED,
+                step,
+                now,
+                attempt=attempt,
+                error=error,
+                retry_in=round(delay, 6),
+                started=started,
+            )
+            self.stats.attempts_failed += 1
+            state["attempt"] = attempt + 1
+            cp.due_at = now + delay
+            cp.state = codec.dumps(state)
+            cp.journal = journal.take()
+            return cp, False
+        journal.add(
+            JournalKind.STEP_FAILED, step, now, attempts=attempt, error=error, started=started
+        )
+        state.pop("attempt", None)
+        state.pop("resume", None)
+        if spec.on_failure is not None:
+            state["failure"] = {"step": step, "error": error, "attempts": attempt}
+            cp.step = spec.on_failure
+            cp.release = False
+            cp.lease_expires_at = now + self._config.lease_ttl
+            cp.due_at = now
+            if event is not None:
+                cp.consumed_events = [event.id]
+            cp.state = codec.dumps(state)
+            cp.journal = journal.take()
+            return cp, True
+        journal.add(JournalKind.RUN_FAILED, step, now, error=error)
+        cp.status = RunStatus.FAILED
+        cp.error = codec.dumps({**error, "step": step, "attempts": attempt})
+        cp.due_at = None
+        if event is not None:
+            cp.consumed_events = [event.id]
+        cp.state = codec.dumps(state)
+        cp.journal = journal.take()
+        self.stats.runs_failed += 1
+        return cp, False
+
+    async def _rewait(
+        self,
+        run: RunRecord,
+        flow: Flow,
+        state: dict[str, Any],
+        context_json: str,
+        journal: _Journal,
+    ) -> None:
+        """Woken with nothing to deliver (the event was taken, or a race): wait again."""
+        wait = state.get("wait") or {}
+        names = wait.get("names")
+        cp = Checkpoint(
+            run_id=run.id,
+            lease_owner=self._worker_id,
+            lease_epoch=run.lease_epoch,
+            status=RunStatus.WAITING,
+            step=run.step,
+            state=codec.dumps(state),
+            context=context_json,
+            now=self._clock.now(),
+            lease_expires_at=None,
+            due_at=wait.get("deadline"),
+            wait_names=_MATCH_NOTHING if wait.get("kind") == "sleep" else wait_match(names),
+            wait_deadline=wait.get("deadline"),
+            release=True,
+            journal=journal.take(),
+        )
+        await self._commit(cp, journal)
+
+    async def _commit(self, cp: Checkpoint, journal: _Journal) -> bool:
+        from tripwright.errors import LeaseLostError
+
+        try:
+            await self._committer.commit(cp)
+        except LeaseLostError:
+            self.stats.leases_lost += 1
+            log.info("lease lost; run %s left to its new owner", cp.run_id)
+            return False
+        self.stats.by_status[cp.status.value] = self.stats.by_status.get(cp.status.value, 0) + 1
+        return True
+
+
+def _check_outcome(flow: Flow, step: str, outcome: object) -> Outcome | None:
+    if outcome is None:
+        return None
+    if not isinstance(outcome, Goto | Complete | Fail | Sleep | WaitEvent):
+        raise DefinitionError(
+            f"step returned {type(outcome).__name__}; expected Goto, Complete, Fail, Sleep, "
+            "WaitEvent or None",
+            flow=flow.name,
+            step=step,
+        )
+    if isinstance(outcome, Goto) and not flow.has_step(outcome.step):
+        raise DefinitionError(
+            f"Goto names unknown step {outcome.step!r}", flow=flow.name, step=step
+        )
+    if isinstance(outcome, Sleep | WaitEvent):
+        then = outcome.then or flow.next_after(step)
+        if then is None or not flow.has_step(then):
+            raise DefinitionError(
+                f"{type(outcome).__name__} needs then= naming a step (got {outcome.then!r})",
+                flow=flow.name,
+                step=step,
+            )
+        if isinstance(outcome, Sleep) and (outcome.seconds is None) == (outcome.until is None):
+            raise DefinitionError(
+                "Sleep needs exactly one of seconds= or until=", flow=flow.name, step=step
+            )
+    return outcome
+
+
+def _describe(outcome: Outcome | None) -> dict[str, Any]:
+    if outcome is None:
+        return {"next": "default"}
+    if isinstance(outcome, Goto):
+        return {"goto": outcome.step}
+    if isinstance(outcome, Complete):
+        return {"complete": True}
+    if isinstance(outcome, Fail):
+        return {"fail": outcome.reason}
+    if isinstance(outcome, Sleep):
+        return {"sleep": outcome.seconds, "until": outcome.until, "then": outcome.then}
+    return {"wait": list(outcome.names), "timeout": outcome.timeout, "then": outcome.then}

@@ -1,0 +1,407 @@
+"""Flow definitions: named steps, each an async action with a retry policy and a timeout.
+
+A step returns what happens next: go to another step, finish, fail, sleep, or wait for an
+event. Returning ``None`` continues with the next step in declaration order (or completes
+the run after the last one), so a linear flow needs no routing at all::
+
+    flow = Flow("greet", version="1")
+
+    @flow.step(retry=RetryPolicy(max_attempts=5), timeout=10)
+    async def reserve(ctx: StepContext) -> None:
+        ctx.context["hold"] = await provider.hold(key=ctx.idempotency_key)
+
+    @flow.step()
+    async def confirm(ctx: StepContext) -> Complete:
+        return Complete({"hold": ctx.context["hold"]})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias, overload
+
+from tripwright.engine import codec
+from tripwright.engine.clock import Clock
+from tripwright.engine.records import EventRecord, NewEvent, OutboxMessage
+from tripwright.engine.retry import RetryPolicy
+from tripwright.errors import ConfigurationError, DefinitionError
+
+__all__ = [
+    "Complete",
+    "Fail",
+    "Flow",
+    "Goto",
+    "Outcome",
+    "Sleep",
+    "StepContext",
+    "StepFn",
+    "StepSpec",
+    "WaitEvent",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Goto:
+    """Continue with the named step."""
+
+    step: str
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    """Finish the run successfully with ``result`` (JSON)."""
+
+    result: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """Finish the run as failed, with a reason and optional JSON details."""
+
+    reason: str
+    details: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Wait durably for ``seconds`` (or until the time ``until``), then run ``then``."""
+
+    seconds: float | None = None
+    until: float | None = None
+    then: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitEvent:
+    """Wait durably for an event named in ``names`` (any event if empty).
+
+    The step ``then`` runs with ``ctx.event`` set to the event, or with ``ctx.timed_out``
+    true when ``timeout`` seconds pass first.
+    """
+
+    names: tuple[str, ...] = ()
+    timeout: float | None = None
+    then: str | None = None
+
+
+Outcome: TypeAlias = Goto | Complete | Fail | Sleep | WaitEvent
+StepFn: TypeAlias = Callable[["StepContext"], Awaitable[Outcome | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """A step of a flow: its action and how the engine runs it."""
+
+    name: str
+    fn: StepFn
+    retry: RetryPolicy
+    timeout: float | None
+    on_failure: str | None
+
+    def describe(self) -> dict[str, Any]:
+        code = getattr(self.fn, "__code__", None)
+        return {
+            "name": self.name,
+            "fn": getattr(self.fn, "__qualname__", repr(self.fn)),
+            "code": hashlib.sha256(code.co_code).hexdigest()[:16] if code else None,
+            "retry": self.retry.describe(),
+            "timeout": self.timeout,
+            "on_failure": self.on_failure,
+        }
+
+
+class Flow:
+    """A named, versioned flow definition made of steps."""
+
+    def __init__(
+        self,
+        name: str,
+        version: str = "1",
+        *,
+        description: str = "",
+        default_retry: RetryPolicy | None = None,
+        default_timeout: float | None = None,
+    ) -> None:
+        if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise DefinitionError(f"invalid flow name {name!r}: use letters, digits, . _ -")
+        if not version or "@" in version:
+            raise DefinitionError(f"invalid flow version {version!r}", flow=name)
+        self.name = name
+        self.version = str(version)
+        self.description = description
+        self.default_retry = default_retry or RetryPolicy()
+        self.default_timeout = default_timeout
+        self._steps: dict[str, StepSpec] = {}
+        self._order: list[str] = []
+        self._start: str | None = None
+        self._hash: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``name@version``: how runs refer to this definition."""
+        return f"{self.name}@{self.version}"
+
+    @overload
+    def step(self, fn: StepFn, /) -> StepFn: ...
+
+    @overload
+    def step(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        on_failure: str | None = None,
+        start: bool = False,
+    ) -> Callable[[StepFn], StepFn]: ...
+
+    def step(
+        self,
+        fn: StepFn | None = None,
+        /,
+        *,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        on_failure: str | None = None,
+        start: bool = False,
+    ) -> StepFn | Callable[[StepFn], StepFn]:
+        """Register an async step; usable bare (``@flow.step``) or with options."""
+
+        def register(func: StepFn) -> StepFn:
+            self.add_step(
+                name or str(getattr(func, "__name__", "")),
+                func,
+                retry=retry,
+                timeout=timeout,
+                on_failure=on_failure,
+                start=start,
+            )
+            return func
+
+        return register(fn) if fn is not None else register
+
+    def add_step(
+        self,
+        name: str,
+        fn: StepFn,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        on_failure: str | None = None,
+        start: bool = False,
+    ) -> StepSpec:
+        """Register ``fn`` as the step ``name`` (the imperative twin of :meth:`step`)."""
+        if not name:
+            raise DefinitionError("a step needs a name", flow=self.name)
+        if name in self._steps:
+            raise DefinitionError(f"duplicate step name {name!r}", flow=self.name, step=name)
+        if not inspect.iscoroutinefunction(fn) and not callable(fn):
+            raise DefinitionError("a step must be an async callable", flow=self.name, step=name)
+        if timeout is not None and timeout <= 0:
+            raise DefinitionError("a step timeout must be > 0", flow=self.name, step=name)
+        effective_timeout = timeout if timeout is not None else self.default_timeout
+        spec = StepSpec(name, fn, retry or self.default_retry, effective_timeout, on_failure)
+        self._steps[name] = spec
+        self._order.append(name)
+        if start:
+            if self._start is not None:
+                raise DefinitionError("two start steps", flow=self.name, step=name)
+            self._start = name
+        self._hash = None
+        return spec
+
+    @property
+    def steps(self) -> list[StepSpec]:
+        """Steps in declaration order."""
+        return [self._steps[n] for n in self._order]
+
+    @property
+    def start_step(self) -> str:
+        if not self._order:
+            raise DefinitionError("flow has no steps", flow=self.name)
+        return self._start or self._order[0]
+
+    def get_step(self, name: str) -> StepSpec:
+        try:
+            return self._steps[name]
+        except KeyError:
+            raise DefinitionError(f"unknown step {name!r}", flow=self.name, step=name) from None
+
+    def has_step(self, name: str) -> bool:
+        return name in self._steps
+
+    def next_after(self, name: str) -> str | None:
+        """The step declared after ``name``, or None after the last."""
+        index = self._order.index(name)
+        return self._order[index + 1] if index + 1 < len(self._order) else None
+
+    def validate(self) -> None:
+        """Raise :class:`DefinitionError` if the definition cannot run."""
+        if not self._order:
+            raise DefinitionError("flow has no steps", flow=self.name)
+        for spec in self._steps.values():
+            if spec.on_failure is not None and spec.on_failure not in self._steps:
+                raise DefinitionError(
+                    f"on_failure names unknown step {spec.on_failure!r}",
+                    flow=self.name,
+                    step=spec.name,
+                )
+
+    @property
+    def definition_hash(self) -> str:
+        """A digest of the steps, their policies and their code."""
+        if self._hash is None:
+            body = json.dumps(
+                {
+                    "name": self.name,
+                    "version": self.version,
+                    "start": self.start_step,
+                    "steps": [s.describe() for s in self.steps],
+                },
+                sort_keys=True,
+            )
+            self._hash = hashlib.sha256(body.encode()).hexdigest()
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"Flow({self.key!r}, steps={self._order!r})"
+
+
+@dataclass(slots=True)
+class StepEffects:
+    """What a step asked for besides its outcome; committed only if the step succeeds."""
+
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    timers: list[NewEvent] = field(default_factory=list)
+    cancelled_timers: list[str] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StepContext:
+    """What a running step sees and can do.
+
+    ``context`` is the run's mutable JSON working state; changes commit with the step.
+    ``idempotency_key`` is derived from the run and the step (and how many times the
+    step already completed in this run), identical for every attempt and after a crash:
+    pass it to providers so they never apply the same effect twice.
+    """
+
+    __slots__ = (
+        "_effects",
+        "attempt",
+        "clock",
+        "context",
+        "correlation_id",
+        "event",
+        "failure",
+        "flow",
+        "idempotency_key",
+        "input",
+        "owner",
+        "run_id",
+        "step",
+        "timed_out",
+    )
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        flow: Flow,
+        step: str,
+        attempt: int,
+        idempotency_key: str,
+        correlation_id: str,
+        owner: str | None,
+        context: dict[str, Any],
+        input: Any,
+        clock: Clock,
+        event: EventRecord | None = None,
+        timed_out: bool = False,
+        failure: dict[str, Any] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.flow = flow
+        self.step = step
+        self.attempt = attempt
+        self.idempotency_key = idempotency_key
+        self.correlation_id = correlation_id
+        self.owner = owner
+        self.context = context
+        self.input = input
+        self.clock = clock
+        self.event = event
+        self.timed_out = timed_out
+        self.failure = failure
+        self._effects = StepEffects()
+
+    @property
+    def now(self) -> float:
+        return self.clock.now()
+
+    @property
+    def effects(self) -> StepEffects:
+        return self._effects
+
+    def publish(
+        self,
+        topic: str,
+        type: str,
+        data: Any,
+        *,
+        subject: str | None = None,
+        headers: dict[str, Any] | None = None,
+        event_id: str | None = None,
+    ) -> str:
+        """Queue a message in the outbox; it commits with this step. Returns its id."""
+        message_id = event_id or f"{self.idempotency_key}/{len(self._effects.outbox)}"
+        self._effects.outbox.append(
+            OutboxMessage(
+                event_id=message_id,
+                topic=topic,
+                type=type,
+                subject=subject,
+                data=codec.dumps(data, what="published data", run_id=self.run_id),
+                headers=dict(headers or {}),
+            )
+        )
+        return message_id
+
+    def set_timer(
+        self,
+        name: str,
+        *,
+        after: float | None = None,
+        at: float | None = None,
+        event: str | None = None,
+        payload: Any = None,
+    ) -> float:
+        """Set a durable timer; when due it is delivered to the run as event ``event``
+        (default: the timer's name). Returns the time it fires."""
+        if (after is None) == (at is None):
+            raise ConfigurationError("set_timer needs exactly one of after= or at=")
+        fire_at = at if at is not None else self.clock.now() + (after or 0.0)
+        self._effects.timers.append(
+            NewEvent(
+                name=event or name,
+                payload=codec.dumps(payload, what="timer payload", run_id=self.run_id),
+                visible_at=fire_at,
+                timer_name=name,
+            )
+        )
+        return fire_at
+
+    def cancel_timer(self, name: str) -> None:
+        """Cancel every pending timer of this run called ``name``."""
+        self._effects.cancelled_timers.append(name)
+
+    def note(self, message: str, **data: Any) -> None:
+        """Add a free-form note to the journal."""
+        self._effects.notes.append({"message": message, **data})

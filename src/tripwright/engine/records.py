@@ -1,0 +1,189 @@
+"""Plain records exchanged between the engine and its stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "Checkpoint",
+    "EventRecord",
+    "JournalEntry",
+    "JournalKind",
+    "NewEvent",
+    "NewRun",
+    "OutboxMessage",
+    "RunRecord",
+    "RunStatus",
+]
+
+
+class RunStatus(StrEnum):
+    """Lifecycle of a run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+ACTIVE_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING})
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class JournalKind(StrEnum):
+    """Types of journal entries."""
+
+    RUN_CREATED = "run_created"
+    STEP_STARTED = "step_started"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"
+    ATTEMPT_FAILED = "attempt_failed"
+    COMPENSATION = "compensation"
+    TRANSITION = "transition"
+    EVENT_SENT = "event_sent"
+    EVENT_RECEIVED = "event_received"
+    TIMER_SET = "timer_set"
+    TIMER_FIRED = "timer_fired"
+    TIMER_CANCELLED = "timer_cancelled"
+    WAIT_STARTED = "wait_started"
+    WAIT_TIMED_OUT = "wait_timed_out"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELLED = "run_cancelled"
+    NOTE = "note"
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to create."""
+
+    id: str
+    flow_name: str
+    flow_version: str
+    definition_hash: str
+    step: str
+    input: Any
+    context: dict[str, Any]
+    correlation_id: str
+    owner: str | None
+    idempotency_key: str | None
+    created_at: float
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """A run as stored."""
+
+    id: str
+    flow_name: str
+    flow_version: str
+    definition_hash: str
+    status: RunStatus
+    step: str | None
+    state: dict[str, Any]
+    input: Any
+    context: dict[str, Any]
+    result: Any
+    error: dict[str, Any] | None
+    correlation_id: str
+    owner: str | None
+    idempotency_key: str | None
+    created_at: float
+    updated_at: float
+    due_at: float | None
+    wait_names: str | None
+    wait_deadline: float | None
+    lease_owner: str | None
+    lease_expires_at: float | None
+    lease_epoch: int
+    journal_seq: int
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One entry of a run's append-only journal."""
+
+    run_id: str
+    seq: int
+    kind: str
+    step: str | None
+    at: float
+    data: dict[str, Any]
+    correlation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """A message to publish, committed with the checkpoint that produced it."""
+
+    event_id: str
+    topic: str
+    type: str
+    subject: str | None
+    data: str
+    headers: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """A timer set by a checkpoint: an event to the run that becomes visible at ``visible_at``."""
+
+    name: str
+    payload: str
+    visible_at: float
+    timer_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event queued for a run (sent from outside, or a fired timer)."""
+
+    id: int
+    run_id: str
+    name: str
+    payload: Any
+    kind: str
+    timer_name: str | None
+    visible_at: float
+    created_at: float
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """Everything one step changes, committed atomically or not at all.
+
+    ``lease_owner`` and ``lease_epoch`` fence the write: a worker whose lease was taken
+    over cannot commit. JSON fields arrive encoded, so that a value that cannot be encoded
+    fails its own step and never a whole group commit.
+    """
+
+    run_id: str
+    lease_owner: str
+    lease_epoch: int
+    status: RunStatus
+    step: str | None
+    state: str
+    context: str
+    now: float
+    lease_expires_at: float | None
+    due_at: float | None = None
+    wait_names: str | None = None
+    wait_deadline: float | None = None
+    result: str | None = None
+    error: str | None = None
+    release: bool = False
+    journal: list[JournalEntry] = field(default_factory=list)
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    timers: list[NewEvent] = field(default_factory=list)
+    cancelled_timers: list[str] = field(default_factory=list)
+    consumed_events: list[int] = field(default_factory=list)

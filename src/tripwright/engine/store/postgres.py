@@ -1,0 +1,568 @@
+"""PostgreSQL store: many workers share one database.
+
+Claims use ``FOR UPDATE SKIP LOCKED`` so no run is ever leased to two workers at once;
+group commits write every checkpoint of a batch with a handful of set-based statements
+(``unnest`` arrays), so a batch costs the same round trips whatever its size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from tripwright.engine import codec
+from tripwright.engine.records import (
+    Checkpoint,
+    EventRecord,
+    JournalEntry,
+    JournalKind,
+    NewRun,
+    RunRecord,
+    RunStatus,
+)
+from tripwright.engine.store.base import (
+    EVENT_COLUMNS,
+    JOURNAL_COLUMNS,
+    RUN_COLUMNS,
+    Store,
+    decode_event,
+    decode_journal,
+    decode_run,
+    wait_match,
+)
+from tripwright.engine.store.migrate import SCHEMA_REVISION
+from tripwright.errors import (
+    InvalidRunStateError,
+    RunNotFoundError,
+    SchemaError,
+    StoreClosedError,
+    StoreError,
+    TripwrightError,
+)
+
+__all__ = ["PostgresStore"]
+
+_Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+
+_ACTIVE = "('pending','running','waiting')"
+
+_UPDATE_RUNS = """
+UPDATE runs AS r SET status = v.status, step = v.step, state = v.state::jsonb,
+  context = v.context::jsonb, result = v.result::jsonb, error = v.error::jsonb,
+  updated_at = v.now, due_at = v.due_at, wait_names = v.wait_names,
+  wait_deadline = v.wait_deadline, journal_seq = COALESCE(v.seq, r.journal_seq),
+  lease_owner = CASE WHEN v.release THEN NULL ELSE r.lease_owner END,
+  lease_expires_at = CASE WHEN v.release THEN NULL ELSE v.lease_expires END
+FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::text[], $9::text[], $10::float8[], $11::float8[], $12::text[], $13::float8[],
+            $14::int[], $15::bool[], $16::float8[])
+  AS v(id, owner, epoch, status, step, state, context, result, error, now, due_at, wait_names,
+       wait_deadline, seq, release, lease_expires)
+WHERE r.id = v.id AND r.lease_owner = v.owner AND r.lease_epoch = v.epoch
+RETURNING r.id
+"""
+_INSERT_JOURNAL = """
+INSERT INTO journal (run_id, seq, kind, step, at, data, correlation_id)
+SELECT v.run_id, v.seq, v.kind, v.step, v.at, v.data::jsonb, v.correlation_id
+FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::float8[], $6::text[], $7::text[])
+  AS v(run_id, seq, kind, step, at, data, correlation_id)
+"""
+_INSERT_OUTBOX = """
+INSERT INTO outbox (event_id, run_id, topic, type, subject, data, headers, created_at)
+SELECT v.event_id, v.run_id, v.topic, v.type, v.subject, v.data::jsonb, v.headers::jsonb, v.at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+            $8::float8[]) AS v(event_id, run_id, topic, type, subject, data, headers, at)
+ON CONFLICT (event_id) DO NOTHING
+"""
+_INSERT_TIMERS = """
+INSERT INTO run_events (run_id, name, payload, kind, timer_name, status, visible_at, created_at)
+SELECT v.run_id, v.name, v.payload::jsonb, 'timer', v.timer_name, 'pending', v.visible_at, v.at
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[])
+  AS v(run_id, name, payload, timer_name, visible_at, at)
+"""
+_CANCEL_TIMERS = """
+UPDATE run_events AS e SET status = 'cancelled'
+FROM unnest($1::text[], $2::text[]) AS v(run_id, timer_name)
+WHERE e.run_id = v.run_id AND e.timer_name = v.timer_name AND e.kind = 'timer'
+  AND e.status = 'pending'
+"""
+_CONSUME = """
+UPDATE run_events SET status = 'consumed'
+FROM unnest($1::bigint[], $2::text[]) AS v(id, run_id)
+WHERE run_events.id = v.id AND run_events.run_id = v.run_id AND run_events.status = 'pending'
+"""
+_RECOMPUTE_DUE = """
+UPDATE runs AS r SET due_at = LEAST(r.wait_deadline, (
+    SELECT min(e.visible_at) FROM run_events e
+    WHERE e.run_id = r.id AND e.status = 'pending'
+      AND (r.wait_names IS NULL OR position('|' || e.name || '|' in r.wait_names) > 0)))
+WHERE r.id = ANY($1::text[]) AND r.status = 'waiting'
+"""
+
+
+class _Fenced(Exception):
+    def __init__(self, ids: set[str]) -> None:
+        self.ids = ids
+
+
+class PostgresStore(Store):
+    """Store on PostgreSQL, shared by any number of workers."""
+
+    dialect = "postgresql"
+
+    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
+        self.dsn = dsn
+        self.min_size = min_size
+        self.max_size = max_size
+        self.max_inflight_commits = max(1, max_size // 2)
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            pool = await asyncpg.create_pool(
+                self.dsn, min_size=self.min_size, max_size=self.max_size
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {_safe(self.dsn)}: {exc}") from exc
+        try:
+            row = await pool.fetchval("SELECT version_num FROM alembic_version")
+        except asyncpg.UndefinedTableError:
+            row = None
+        if row != SCHEMA_REVISION:
+            await pool.close()
+            raise SchemaError(
+                f"database {_safe(self.dsn)} has schema revision {row or 'none'}, needs "
+                f"{SCHEMA_REVISION}: run `tripwright db upgrade --db URL`"
+            )
+        self._pool = pool
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @contextlib.asynccontextmanager
+    async def _conn(self, *, transaction: bool = False) -> AsyncIterator[_Conn]:
+        if self._pool is None:
+            raise StoreClosedError("PostgreSQL store is closed")
+        try:
+            async with self._pool.acquire() as conn:
+                if transaction:
+                    async with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
+        except (TripwrightError, _Fenced):
+            raise
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise StoreError(f"PostgreSQL error: {exc}") from exc
+
+    # -- runs -------------------------------------------------------------------------
+    async def create_runs(self, runs: Sequence[NewRun]) -> list[tuple[RunRecord, bool]]:
+        out: list[tuple[RunRecord, bool]] = []
+        async with self._conn(transaction=True) as conn:
+            for run in runs:
+                out.append(await _create_run(conn, run))
+        return out
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=$1", run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+        return decode_run(row)
+
+    async def list_runs(
+        self,
+        *,
+        flow: str | None = None,
+        status: str | None = None,
+        correlation_id: str | None = None,
+        owner: str | None = None,
+        limit: int = 100,
+        before: float | None = None,
+    ) -> list[RunRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("flow_name", flow),
+            ("status", status),
+            ("correlation_id", correlation_id),
+            ("owner", owner),
+        ):
+            if value is not None:
+                params.append(value)
+                clauses.append(f"{column}=${len(params)}")
+        if before is not None:
+            params.append(before)
+            clauses.append(f"created_at<${len(params)}")
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        params.append(limit)
+        sql = (
+            f"SELECT {RUN_COLUMNS} FROM runs{where} ORDER BY created_at DESC, id "
+            f"LIMIT ${len(params)}"
+        )
+        async with self._conn() as conn:
+            return [decode_run(r) for r in await conn.fetch(sql, *params)]
+
+    async def count_runs(self, *, flow: str | None = None) -> dict[str, int]:
+        async with self._conn() as conn:
+            if flow:
+                rows = await conn.fetch(
+                    "SELECT status, count(*) FROM runs WHERE flow_name=$1 GROUP BY status", flow
+                )
+            else:
+                rows = await conn.fetch("SELECT status, count(*) FROM runs GROUP BY status")
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def cancel_run(self, run_id: str, now: float, reason: str) -> RunRecord:
+        async with self._conn(transaction=True) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {RUN_COLUMNS} FROM runs WHERE id=$1 FOR UPDATE", run_id
+            )
+            if row is None:
+                raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+            run = decode_run(row)
+            if run.is_terminal:
+                raise InvalidRunStateError(
+                    f"run is already {run.status.value}", run_id=run_id, flow=run.flow_name
+                )
+            seq = run.journal_seq + 1
+            await conn.execute(
+                "UPDATE runs SET status='cancelled', due_at=NULL, lease_owner=NULL, "
+                "lease_expires_at=NULL, lease_epoch=lease_epoch+1, journal_seq=$1, "
+                "updated_at=$2, error=$3::jsonb WHERE id=$4",
+                seq,
+                now,
+                codec.dumps({"type": "cancelled", "message": reason}),
+                run_id,
+            )
+            await conn.execute(
+                "UPDATE run_events SET status='cancelled' WHERE run_id=$1 AND status='pending'",
+                run_id,
+            )
+            await conn.execute(
+                "INSERT INTO journal (run_id, seq, kind, step, at, data, correlation_id) "
+                "VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7)",
+                run_id,
+                seq,
+                JournalKind.RUN_CANCELLED.value,
+                run.step,
+                now,
+                codec.dumps({"reason": reason}),
+                run.correlation_id,
+            )
+            row = await conn.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=$1", run_id)
+        assert row is not None
+        return decode_run(row)
+
+    # -- leases -----------------------------------------------------------------------
+    async def claim_runs(
+        self, worker_id: str, flow_keys: Sequence[str], now: float, limit: int, lease_ttl: float
+    ) -> list[RunRecord]:
+        if limit <= 0 or not flow_keys:
+            return []
+        sql = f"""
+        UPDATE runs SET lease_owner=$1, lease_expires_at=$2, lease_epoch=lease_epoch+1
+        WHERE id IN (
+          SELECT id FROM runs
+          WHERE due_at <= $3 AND status IN {_ACTIVE} AND flow_key = ANY($4::text[])
+            AND (lease_owner IS NULL OR lease_expires_at < $3)
+          ORDER BY due_at LIMIT $5
+          FOR UPDATE SKIP LOCKED)
+        RETURNING {RUN_COLUMNS}
+        """
+        async with self._conn() as conn:
+            rows = await conn.fetch(sql, worker_id, now + lease_ttl, now, list(flow_keys), limit)
+        return [decode_run(r) for r in rows]
+
+    async def heartbeat(
+        self, worker_id: str, run_ids: Sequence[str], now: float, lease_ttl: float
+    ) -> set[str]:
+        if not run_ids:
+            return set()
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "UPDATE runs SET lease_expires_at=$1 WHERE lease_owner=$2 AND id = ANY($3::text[]) "
+                "RETURNING id",
+                now + lease_ttl,
+                worker_id,
+                list(run_ids),
+            )
+        return {r[0] for r in rows}
+
+    async def release_runs(self, worker_id: str, run_ids: Sequence[str]) -> None:
+        if not run_ids:
+            return
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE runs SET lease_owner=NULL, lease_expires_at=NULL "
+                "WHERE lease_owner=$1 AND id = ANY($2::text[])",
+                worker_id,
+                list(run_ids),
+            )
+
+    async def next_due_at(self, flow_keys: Sequence[str]) -> float | None:
+        if not flow_keys:
+            return None
+        async with self._conn() as conn:
+            value = await conn.fetchval(
+                f"SELECT min(due_at) FROM runs WHERE due_at IS NOT NULL AND status IN {_ACTIVE} "
+                "AND flow_key = ANY($1::text[])",
+                list(flow_keys),
+            )
+        return None if value is None else float(value)
+
+    # -- checkpoints ------------------------------------------------------------------
+    async def commit(self, checkpoints: Sequence[Checkpoint]) -> list[bool]:
+        todo = list(checkpoints)
+        fenced: set[str] = set()
+        while todo:
+            try:
+                async with self._conn(transaction=True) as conn:
+                    await _write_batch(conn, todo)
+                break
+            except _Fenced as exc:
+                fenced |= exc.ids
+                todo = [cp for cp in todo if cp.run_id not in exc.ids]
+        return [cp.run_id not in fenced for cp in checkpoints]
+
+    # -- run events -------------------------------------------------------------------
+    async def send_event(
+        self,
+        run_id: str,
+        name: str,
+        payload: str,
+        now: float,
+        *,
+        visible_at: float | None = None,
+        dedupe_key: str | None = None,
+    ) -> int:
+        at = now if visible_at is None else visible_at
+        async with self._conn(transaction=True) as conn:
+            row = await conn.fetchrow(
+                "SELECT status, flow_name FROM runs WHERE id=$1 FOR SHARE", run_id
+            )
+            if row is None:
+                raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
+            if RunStatus(row[0]) not in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING):
+                raise InvalidRunStateError(
+                    f"cannot send {name!r} to a {row[0]} run", run_id=run_id, flow=row[1]
+                )
+            event_id = await conn.fetchval(
+                "INSERT INTO run_events (run_id, name, payload, kind, status, visible_at, "
+                "created_at, dedupe_key) VALUES ($1,$2,$3::jsonb,'event','pending',$4,$5,$6) "
+                "ON CONFLICT (run_id, dedupe_key) DO NOTHING RETURNING id",
+                run_id,
+                name,
+                payload,
+                at,
+                now,
+                dedupe_key,
+            )
+            if event_id is None:
+                return int(
+                    await conn.fetchval(
+                        "SELECT id FROM run_events WHERE run_id=$1 AND dedupe_key=$2",
+                        run_id,
+                        dedupe_key,
+                    )
+                )
+            await conn.execute(
+                "UPDATE runs SET due_at = LEAST(due_at, $1) WHERE id=$2 AND status='waiting' "
+                "AND (wait_names IS NULL OR position($3 in wait_names) > 0)",
+                at,
+                run_id,
+                f"|{name}|",
+            )
+            return int(event_id)
+
+    async def next_event(
+        self, run_id: str, names: Sequence[str] | None, now: float
+    ) -> EventRecord | None:
+        match = wait_match(names)
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id=$1 AND status='pending' "
+                "AND visible_at<=$2 "
+                "AND ($3::text IS NULL OR position('|' || name || '|' in $3) > 0) "
+                "ORDER BY visible_at, id LIMIT 1",
+                run_id,
+                now,
+                match,
+            )
+        return None if row is None else decode_event(row)
+
+    async def get_event(self, event_id: int) -> EventRecord | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {EVENT_COLUMNS} FROM run_events WHERE id=$1 AND status='pending'",
+                event_id,
+            )
+        return None if row is None else decode_event(row)
+
+    async def pending_events(self, run_id: str) -> list[EventRecord]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id=$1 AND status='pending' "
+                "ORDER BY visible_at, id",
+                run_id,
+            )
+        return [decode_event(r) for r in rows]
+
+    # -- journal ----------------------------------------------------------------------
+    async def journal(self, run_id: str, *, after_seq: int = 0) -> list[JournalEntry]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id=$1 AND seq>$2 ORDER BY seq",
+                run_id,
+                after_seq,
+            )
+        return [decode_journal(r) for r in rows]
+
+    async def journal_by_correlation(self, correlation_id: str) -> list[JournalEntry]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE correlation_id=$1 "
+                "ORDER BY at, run_id, seq",
+                correlation_id,
+            )
+        return [decode_journal(r) for r in rows]
+
+    async def outbox_count(self, *, published: bool | None = None) -> int:
+        sql = "SELECT count(*) FROM outbox"
+        if published is not None:
+            sql += " WHERE published_at IS " + ("NOT NULL" if published else "NULL")
+        async with self._conn() as conn:
+            return int(await conn.fetchval(sql))
+
+
+async def _create_run(conn: _Conn, run: NewRun) -> tuple[RunRecord, bool]:
+    owner = run.owner or ""
+    row = await conn.fetchrow(
+        "INSERT INTO runs (id, flow_name, flow_version, flow_key, definition_hash, status, step, "
+        "state, input, context, correlation_id, owner, idempotency_key, created_at, updated_at, "
+        "due_at, lease_epoch, journal_seq) VALUES ($1,$2,$3,$4,$5,'pending',$6,'{}'::jsonb,"
+        "$7::jsonb,$8::jsonb,$9,$10,$11,$12,$12,$12,0,1) "
+        f"ON CONFLICT (owner, idempotency_key) DO NOTHING RETURNING {RUN_COLUMNS}",
+        run.id,
+        run.flow_name,
+        run.flow_version,
+        f"{run.flow_name}@{run.flow_version}",
+        run.definition_hash,
+        run.step,
+        codec.dumps(run.input, what="run input"),
+        codec.dumps(run.context, what="run context"),
+        run.correlation_id,
+        owner,
+        run.idempotency_key,
+        run.created_at,
+    )
+    if row is None:
+        existing = await conn.fetchrow(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE owner=$1 AND idempotency_key=$2",
+            owner,
+            run.idempotency_key,
+        )
+        assert existing is not None
+        return decode_run(existing), False
+    await conn.execute(
+        "INSERT INTO journal (run_id, seq, kind, step, at, data, correlation_id) "
+        "VALUES ($1,1,$2,NULL,$3,$4::jsonb,$5)",
+        run.id,
+        JournalKind.RUN_CREATED.value,
+        run.created_at,
+        codec.dumps(
+            {
+                "flow": run.flow_name,
+                "version": run.flow_version,
+                "definition_hash": run.definition_hash,
+            }
+        ),
+        run.correlation_id,
+    )
+    return decode_run(row), True
+
+
+async def _write_batch(conn: _Conn, cps: Sequence[Checkpoint]) -> None:
+    updated = await conn.fetch(
+        _UPDATE_RUNS,
+        [cp.run_id for cp in cps],
+        [cp.lease_owner for cp in cps],
+        [cp.lease_epoch for cp in cps],
+        [cp.status.value for cp in cps],
+        [cp.step for cp in cps],
+        [cp.state for cp in cps],
+        [cp.context for cp in cps],
+        [cp.result for cp in cps],
+        [cp.error for cp in cps],
+        [cp.now for cp in cps],
+        [cp.due_at for cp in cps],
+        [cp.wait_names for cp in cps],
+        [cp.wait_deadline for cp in cps],
+        [cp.journal[-1].seq if cp.journal else None for cp in cps],
+        [cp.release for cp in cps],
+        [cp.lease_expires_at for cp in cps],
+    )
+    if len(updated) != len(cps):
+        raise _Fenced({cp.run_id for cp in cps} - {r[0] for r in updated})
+    entries = [e for cp in cps for e in cp.journal]
+    if entries:
+        await conn.execute(
+            _INSERT_JOURNAL,
+            [e.run_id for e in entries],
+            [e.seq for e in entries],
+            [e.kind for e in entries],
+            [e.step for e in entries],
+            [e.at for e in entries],
+            [codec.dumps(e.data) for e in entries],
+            [e.correlation_id for e in entries],
+        )
+    outbox = [(cp, m) for cp in cps for m in cp.outbox]
+    if outbox:
+        await conn.execute(
+            _INSERT_OUTBOX,
+            [m.event_id for _, m in outbox],
+            [cp.run_id for cp, _ in outbox],
+            [m.topic for _, m in outbox],
+            [m.type for _, m in outbox],
+            [m.subject for _, m in outbox],
+            [m.data for _, m in outbox],
+            [codec.dumps(m.headers) for _, m in outbox],
+            [cp.now for cp, _ in outbox],
+        )
+    cancelled = [(cp.run_id, name) for cp in cps for name in cp.cancelled_timers]
+    if cancelled:
+        await conn.execute(_CANCEL_TIMERS, [r for r, _ in cancelled], [n for _, n in cancelled])
+    timers = [(cp, t) for cp in cps for t in cp.timers]
+    if timers:
+        await conn.execute(
+            _INSERT_TIMERS,
+            [cp.run_id for cp, _ in timers],
+            [t.name for _, t in timers],
+            [t.payload for _, t in timers],
+            [t.timer_name for _, t in timers],
+            [t.visible_at for _, t in timers],
+            [cp.now for cp, _ in timers],
+        )
+    consumed = [(event_id, cp.run_id) for cp in cps for event_id in cp.consumed_events]
+    if consumed:
+        await conn.execute(_CONSUME, [e for e, _ in consumed], [r for _, r in consumed])
+    waiting = [cp.run_id for cp in cps if cp.status is RunStatus.WAITING]
+    if waiting:
+        await conn.execute(_RECOMPUTE_DUE, waiting)
+
+
+def _safe(dsn: str) -> str:
+    """The DSN without its password, for error messages."""
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"

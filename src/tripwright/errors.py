@@ -1,0 +1,126 @@
+"""Exceptions raised by Tripwright.
+
+Every exception derives from :class:`TripwrightError`; most also inherit the builtin they
+resemble, so ``except LookupError`` keeps working::
+
+    TripwrightError
+    ├── ConfigurationError (ValueError)         bad settings or URLs
+    ├── DefinitionError (ValueError)            a malformed flow definition
+    ├── UnknownFlowError (LookupError)          no flow registered under that name/version
+    ├── RunNotFoundError (LookupError)          no run with that id
+    ├── ContextNotSerializableError (TypeError) run context or payload is not JSON
+    ├── InvalidRunStateError (RuntimeError)     operation not allowed in the run's status
+    ├── LeaseLostError (RuntimeError)           another worker owns the run now
+    ├── StepTimeoutError (TimeoutError)         a step exceeded its timeout
+    ├── FinalError                              raised by a step: fail now, never retry
+    └── StoreError (RuntimeError)               a storage backend failed
+        ├── StoreClosedError                    the store was closed
+        └── SchemaError                         the schema is missing or out of date
+
+Backend errors (``sqlite3``, ``asyncpg``) are translated into :class:`StoreError` at the
+store boundary, so no flow ever handles a driver exception.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConfigurationError",
+    "ContextNotSerializableError",
+    "DefinitionError",
+    "FinalError",
+    "InvalidRunStateError",
+    "LeaseLostError",
+    "RunNotFoundError",
+    "SchemaError",
+    "StepTimeoutError",
+    "StoreClosedError",
+    "StoreError",
+    "TripwrightError",
+    "UnknownFlowError",
+]
+
+
+class TripwrightError(Exception):
+    """Root of every exception Tripwright raises; carries optional run context."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        flow: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.run_id = run_id
+        self.flow = flow
+        self.step = step
+
+    def __str__(self) -> str:
+        where = [
+            f"{label}={value}"
+            for label, value in (("run", self.run_id), ("flow", self.flow), ("step", self.step))
+            if value is not None
+        ]
+        return f"{self.message} ({', '.join(where)})" if where else self.message
+
+    def context(self) -> dict[str, Any]:
+        """The error as a JSON-friendly dict, as journaled."""
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "run_id": self.run_id,
+            "flow": self.flow,
+            "step": self.step,
+        }
+
+
+class ConfigurationError(TripwrightError, ValueError):
+    """Settings, a URL or an argument are not usable."""
+
+
+class DefinitionError(TripwrightError, ValueError):
+    """A flow definition is malformed (names, targets, policies)."""
+
+
+class UnknownFlowError(TripwrightError, LookupError):
+    """No flow is registered under the requested name (and version)."""
+
+
+class RunNotFoundError(TripwrightError, LookupError):
+    """No run exists with the given id."""
+
+
+class ContextNotSerializableError(TripwrightError, TypeError):
+    """A run's context, input, result or a payload cannot be encoded as JSON."""
+
+
+class InvalidRunStateError(TripwrightError, RuntimeError):
+    """The operation is not allowed in the run's current status."""
+
+
+class LeaseLostError(TripwrightError, RuntimeError):
+    """The worker no longer holds the run's lease; its checkpoint was refused."""
+
+
+class StepTimeoutError(TripwrightError, TimeoutError):
+    """A step did not finish within its timeout."""
+
+
+class FinalError(TripwrightError):
+    """Raise from a step to fail it at once: the retry policy is not consulted."""
+
+
+class StoreError(TripwrightError, RuntimeError):
+    """The storage backend failed; the driver's exception is the ``__cause__``."""
+
+
+class StoreClosedError(StoreError):
+    """The store was used after :meth:`close`."""
+
+
+class SchemaError(StoreError):
+    """The database schema is missing or older than this version of Tripwright."""
