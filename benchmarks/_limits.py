@@ -22,9 +22,7 @@ __all__ = ["pg_commit_rate", "sqlite_commit_rate"]
 
 _WARMUP_SECONDS = 0.5
 
-_PG_CREATE = (
-    "CREATE TABLE IF NOT EXISTS bench_limit (id int PRIMARY KEY, n bigint NOT NULL)"
-)
+_PG_CREATE = "CREATE TABLE IF NOT EXISTS bench_limit (id int PRIMARY KEY, n bigint NOT NULL)"
 _PG_SEED = (
     "INSERT INTO bench_limit (id, n) SELECT g, 0 FROM generate_series(1, $1) AS g "
     "ON CONFLICT (id) DO NOTHING"
@@ -45,9 +43,7 @@ async def _pg_connect(dsn: str) -> _PgConnection:
     return conn
 
 
-async def _pg_worker(
-    conn: _PgConnection, row_id: int, warmup_end: float, end: float
-) -> int:
+async def _pg_worker(conn: _PgConnection, row_id: int, warmup_end: float, end: float) -> int:
     """Run autocommit UPDATEs until ``end``; count those completed after warm-up."""
     count = 0
     while True:
@@ -101,9 +97,7 @@ async def pg_commit_rate(dsn: str, connections: int, seconds: float = 5.0) -> fl
 _SQLITE_SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA", "0", "1", "2", "3"})
 
 
-def sqlite_commit_rate(
-    path: str, synchronous: str = "FULL", seconds: float = 5.0
-) -> float:
+def sqlite_commit_rate(path: str, synchronous: str = "FULL", seconds: float = 5.0) -> float:
     """Measure SQLite (WAL mode) single-row UPDATE commits per second.
 
     One connection in autocommit mode (``isolation_level=None``) runs
@@ -129,8 +123,7 @@ def sqlite_commit_rate(
             raise RuntimeError(msg)
         conn.execute(f"PRAGMA synchronous={mode}")
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS bench_limit "
-            "(id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS bench_limit (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"
         )
         conn.execute("INSERT OR IGNORE INTO bench_limit (id, n) VALUES (1, 0)")
 

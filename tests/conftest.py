@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
-import pytest
+import hypothesis  # noqa: F401 - imported at collection: a late import from the plugin's
+import pytest  # terminal summary trips a CPython 3.11 AST bug (recursion depth mismatch)
 
 from tripwright.engine import Engine, EngineConfig, Flow, FlowRegistry, VirtualClock
 from tripwright.engine.store import Store, create_store, upgrade
 
-PG_URL = os.environ.get(
-    "TRIPWRIGHT_PG_URL", "postgresql://postgres@127.0.0.1:5432/tripwright_test"
-)
+PG_URL = os.environ.get("TRIPWRIGHT_PG_URL", "postgresql://postgres@127.0.0.1:5432/tripwright_test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TABLES = "runs, journal, run_events, outbox"
 
@@ -115,5 +114,3 @@ def make_engine(store: Store, clock: VirtualClock) -> Callable[..., Engine]:
         return Engine(store, FlowRegistry(flows), clock=clock, config=config)
 
     return build
-
-

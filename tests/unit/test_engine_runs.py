@@ -148,7 +148,12 @@ async def test_exhausted_retries_fail_the_run_with_the_error(
     await settle(engine, engine.worker(), clock)
     done = await engine.get(run.id)
     assert done.status is RunStatus.FAILED
-    assert done.error == {"type": "ValueError", "message": "no seats", "step": "call", "attempts": 3}
+    assert done.error == {
+        "type": "ValueError",
+        "message": "no seats",
+        "step": "call",
+        "attempts": 3,
+    }
     journal = await engine.journal(run.id)
     assert_gapless(journal)
     assert kinds(journal)[-2:] == ["step_failed", "run_failed"]

@@ -58,11 +58,11 @@ UPDATE runs AS r SET status = v.status, step = v.step, state = v.state::jsonb,
   lease_expires_at = CASE WHEN v.release THEN NULL ELSE v.lease_expires END
 FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[],
             $8::text[], $9::text[], $10::float8[], $11::float8[], $12::text[], $13::float8[],
-            $14::int[], $15::bool[], $16::float8[])
+            $14::int[], $15::bool[], $16::float8[]) WITH ORDINALITY
   AS v(id, owner, epoch, status, step, state, context, result, error, now, due_at, wait_names,
-       wait_deadline, seq, release, lease_expires)
+       wait_deadline, seq, release, lease_expires, idx)
 WHERE r.id = v.id AND r.lease_owner = v.owner AND r.lease_epoch = v.epoch
-RETURNING r.id
+RETURNING v.idx
 """
 _INSERT_JOURNAL = """
 INSERT INTO journal (run_id, seq, kind, step, at, data, correlation_id)
@@ -104,8 +104,10 @@ WHERE r.id = ANY($1::text[]) AND r.status = 'waiting'
 
 
 class _Fenced(Exception):
-    def __init__(self, ids: set[str]) -> None:
-        self.ids = ids
+    """Some checkpoints of a batch lost their lease (positions in the batch)."""
+
+    def __init__(self, positions: set[int]) -> None:
+        self.positions = positions
 
 
 class PostgresStore(Store):
@@ -320,17 +322,19 @@ class PostgresStore(Store):
 
     # -- checkpoints ------------------------------------------------------------------
     async def commit(self, checkpoints: Sequence[Checkpoint]) -> list[bool]:
-        todo = list(checkpoints)
-        fenced: set[str] = set()
+        todo = list(enumerate(checkpoints))
+        outcome = [True] * len(checkpoints)
         while todo:
             try:
                 async with self._conn(transaction=True) as conn:
-                    await _write_batch(conn, todo)
+                    await _write_batch(conn, [cp for _, cp in todo])
                 break
             except _Fenced as exc:
-                fenced |= exc.ids
-                todo = [cp for cp in todo if cp.run_id not in exc.ids]
-        return [cp.run_id not in fenced for cp in checkpoints]
+                # The transaction rolled back; drop the fenced ones and write the rest.
+                for position in exc.positions:
+                    outcome[todo[position][0]] = False
+                todo = [item for i, item in enumerate(todo) if i not in exc.positions]
+        return outcome
 
     # -- run events -------------------------------------------------------------------
     async def send_event(
@@ -510,7 +514,7 @@ async def _write_batch(conn: _Conn, cps: Sequence[Checkpoint]) -> None:
         [cp.lease_expires_at for cp in cps],
     )
     if len(updated) != len(cps):
-        raise _Fenced({cp.run_id for cp in cps} - {r[0] for r in updated})
+        raise _Fenced(set(range(len(cps))) - {int(r[0]) - 1 for r in updated})
     entries = [e for cp in cps for e in cp.journal]
     if entries:
         await conn.execute(

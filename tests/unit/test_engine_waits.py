@@ -1,0 +1,213 @@
+"""Durable sleeps, timers and events on every store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.helpers import assert_gapless, drive, kinds, settle
+from tripwright.engine import (
+    Complete,
+    Engine,
+    Flow,
+    RunStatus,
+    Sleep,
+    StepContext,
+    VirtualClock,
+    WaitEvent,
+)
+from tripwright.errors import InvalidRunStateError
+
+MakeEngine = Callable[..., Engine]
+
+
+def payment_flow(seen: list[str]) -> Flow:
+    flow = Flow("payment")
+
+    @flow.step
+    async def start(ctx: StepContext) -> WaitEvent:
+        ctx.set_timer("expiry", after=15 * 60, event="expired", payload={"why": "hold"})
+        return WaitEvent(names=("paid", "expired"), then="decide")
+
+    @flow.step
+    async def decide(ctx: StepContext) -> Complete:
+        assert ctx.event is not None
+        seen.append(ctx.event.name)
+        ctx.cancel_timer("expiry")
+        return Complete(ctx.event.name)
+
+    return flow
+
+
+async def test_sleep_is_a_durable_timer(make_engine: MakeEngine, clock: VirtualClock) -> None:
+    """A sleeping run holds no lease and wakes when its time comes, not before."""
+    flow = Flow("nap")
+
+    @flow.step
+    async def doze(ctx: StepContext) -> Sleep:
+        return Sleep(seconds=3600)
+
+    @flow.step
+    async def wake(ctx: StepContext) -> None:
+        ctx.context["woke_at"] = ctx.now
+
+    engine = make_engine(flow)
+    run = await engine.start("nap")
+    worker = engine.worker()
+    await drive(worker, clock)
+    waiting = await engine.get(run.id)
+    assert waiting.status is RunStatus.WAITING
+    assert waiting.lease_owner is None
+    assert waiting.due_at == pytest.approx(run.created_at + 3600)
+    await clock.advance(3599)
+    await drive(worker, clock)
+    assert (await engine.get(run.id)).status is RunStatus.WAITING
+    await clock.advance(1)
+    await drive(worker, clock)
+    done = await engine.get(run.id)
+    assert done.status is RunStatus.COMPLETED
+    assert done.context["woke_at"] == pytest.approx(run.created_at + 3600)
+
+
+async def test_timer_fires_as_an_event_when_nothing_else_comes(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A durable timer is delivered as an event at its time, and journaled as fired."""
+    seen: list[str] = []
+    engine = make_engine(payment_flow(seen))
+    run = await engine.start("payment")
+    await settle(engine, engine.worker(), clock)
+    assert seen == ["expired"]
+    journal = await engine.journal(run.id)
+    assert_gapless(journal)
+    fired = [e for e in journal if e.kind == "timer_fired"]
+    assert fired[0].data["timer"] == "expiry"
+    assert fired[0].data["payload"] == {"why": "hold"}
+    assert fired[0].at == pytest.approx(run.created_at + 900)
+
+
+async def test_event_beats_the_timer_and_the_timer_is_cancelled(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """An event that arrives first is delivered; the cancelled timer never fires."""
+    seen: list[str] = []
+    engine = make_engine(payment_flow(seen))
+    run = await engine.start("payment")
+    worker = engine.worker()
+    await drive(worker, clock)
+    await clock.advance(60)
+    await engine.send(run.id, "paid", {"amount": "10.00"})
+    await drive(worker, clock)
+    assert seen == ["paid"]
+    assert await engine.store.pending_events(run.id) == []
+    await clock.advance(3600)
+    await drive(worker, clock)
+    assert seen == ["paid"]
+    assert "timer_cancelled" in kinds(await engine.journal(run.id))
+
+
+async def test_events_are_applied_once_each_in_arrival_order(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """Events queued for a run are handed over one per wait, oldest first."""
+    got: list[object] = []
+    flow = Flow("inbox")
+
+    @flow.step
+    async def wait(ctx: StepContext) -> WaitEvent:
+        return WaitEvent(then="take")
+
+    @flow.step
+    async def take(ctx: StepContext) -> WaitEvent | Complete:
+        assert ctx.event is not None
+        got.append(ctx.event.payload)
+        return Complete(got) if len(got) == 3 else WaitEvent(then="take")
+
+    engine = make_engine(flow)
+    run = await engine.start("inbox")
+    worker = engine.worker()
+    for n in range(3):
+        await engine.send(run.id, "item", n)
+        await clock.advance(1)
+    await engine.send(run.id, "item", 1, dedupe_key="k")
+    await settle(engine, worker, clock)
+    assert got == [0, 1, 2]
+    journal = await engine.journal(run.id)
+    received = [e.data["payload"] for e in journal if e.kind == "event_received"]
+    assert received == [0, 1, 2]
+
+
+async def test_send_dedupe_key_queues_one_event(make_engine: MakeEngine) -> None:
+    """Sending twice with the same dedupe key queues the event once."""
+    engine = make_engine(payment_flow([]))
+    run = await engine.start("payment")
+    first = await engine.send(run.id, "paid", 1, dedupe_key="cb-1")
+    second = await engine.send(run.id, "paid", 2, dedupe_key="cb-1")
+    assert first == second
+    assert [e.payload for e in await engine.store.pending_events(run.id)] == [1]
+
+
+async def test_wait_timeout_wakes_with_timed_out(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A wait with a timeout resumes with ctx.timed_out when no event came."""
+    outcome: list[bool] = []
+    flow = Flow("patience")
+
+    @flow.step
+    async def wait(ctx: StepContext) -> WaitEvent:
+        return WaitEvent(names=("answer",), timeout=30, then="after")
+
+    @flow.step
+    async def after(ctx: StepContext) -> None:
+        outcome.append(ctx.timed_out)
+
+    engine = make_engine(flow)
+    run = await engine.start("patience")
+    worker = engine.worker()
+    await drive(worker, clock)
+    await engine.send(run.id, "noise")
+    await drive(worker, clock)
+    assert outcome == []
+    await clock.advance(30)
+    await drive(worker, clock)
+    assert outcome == [True]
+    assert "wait_timed_out" in kinds(await engine.journal(run.id))
+
+
+async def test_events_to_finished_runs_are_refused(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """Sending to a completed or cancelled run raises InvalidRunStateError."""
+    engine = make_engine(payment_flow([]))
+    run = await engine.start("payment")
+    cancelled = await engine.cancel(run.id, "customer changed plans")
+    assert cancelled.status is RunStatus.CANCELLED
+    with pytest.raises(InvalidRunStateError, match="cancelled"):
+        await engine.send(run.id, "paid")
+    with pytest.raises(InvalidRunStateError):
+        await engine.cancel(run.id)
+    journal = await engine.journal(run.id)
+    assert_gapless(journal)
+    assert journal[-1].kind == "run_cancelled"
+    assert await engine.store.pending_events(run.id) == []
+
+
+async def test_outbox_messages_commit_with_the_step(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """Messages published by a step are in the outbox exactly when its checkpoint is."""
+    flow = Flow("announce")
+
+    @flow.step
+    async def publish(ctx: StepContext) -> None:
+        ctx.publish("trips", "trip.confirmed", {"id": ctx.input}, subject=ctx.input)
+        if ctx.attempt == 1:
+            raise ConnectionError("lost before checkpoint")
+
+    engine = make_engine(flow)
+    await engine.start("announce", "T-1")
+    await settle(engine, engine.worker(), clock)
+    assert await engine.store.outbox_count() == 1
+    assert await engine.store.outbox_count(published=False) == 1
