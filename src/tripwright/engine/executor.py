@@ -348,7 +348,12 @@ class RunExecutor:
             state["wait"] = {"kind": "event", "names": names, "deadline": deadline, "then": then}
             cp.wait_names = wait_match(names)
             cp.wait_deadline = deadline
-            cp.due_at = deadline
+            # Timers set by this very step may be what it waits for; the store adds the
+            # events already queued.
+            due = [t.visible_at for t in cp.timers if names is None or t.name in names]
+            if deadline is not None:
+                due.append(deadline)
+            cp.due_at = min(due) if due else None
             journal.add(
                 JournalKind.WAIT_STARTED, step, now, events=names, deadline=deadline, then=then
             )

@@ -49,65 +49,76 @@ _Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 _ACTIVE = "('pending','running','waiting')"
 
-_UPDATE_RUNS = """
-UPDATE runs AS r SET status = v.status, step = v.step, state = v.state::jsonb,
-  context = v.context::jsonb, result = v.result::jsonb, error = v.error::jsonb,
-  updated_at = v.now, due_at = v.due_at, wait_names = v.wait_names,
-  wait_deadline = v.wait_deadline, journal_seq = COALESCE(v.seq, r.journal_seq),
-  lease_owner = CASE WHEN v.release THEN NULL ELSE r.lease_owner END,
-  lease_expires_at = CASE WHEN v.release THEN NULL ELSE v.lease_expires END
-FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::float8[], $11::float8[], $12::text[], $13::float8[],
-            $14::int[], $15::bool[], $16::float8[]) WITH ORDINALITY
-  AS v(id, owner, epoch, status, step, state, context, result, error, now, due_at, wait_names,
-       wait_deadline, seq, release, lease_expires, idx)
-WHERE r.id = v.id AND r.lease_owner = v.owner AND r.lease_epoch = v.epoch
-RETURNING v.idx
-"""
-_INSERT_JOURNAL = """
-INSERT INTO journal (run_id, seq, kind, step, at, data, correlation_id)
-SELECT v.run_id, v.seq, v.kind, v.step, v.at, v.data::jsonb, v.correlation_id
-FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::float8[], $6::text[], $7::text[])
-  AS v(run_id, seq, kind, step, at, data, correlation_id)
-"""
-_INSERT_OUTBOX = """
-INSERT INTO outbox (event_id, run_id, topic, type, subject, data, headers, created_at)
-SELECT v.event_id, v.run_id, v.topic, v.type, v.subject, v.data::jsonb, v.headers::jsonb, v.at
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::float8[]) AS v(event_id, run_id, topic, type, subject, data, headers, at)
-ON CONFLICT (event_id) DO NOTHING
-"""
-_INSERT_TIMERS = """
-INSERT INTO run_events (run_id, name, payload, kind, timer_name, status, visible_at, created_at)
-SELECT v.run_id, v.name, v.payload::jsonb, 'timer', v.timer_name, 'pending', v.visible_at, v.at
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[])
-  AS v(run_id, name, payload, timer_name, visible_at, at)
-"""
-_CANCEL_TIMERS = """
-UPDATE run_events AS e SET status = 'cancelled'
-FROM unnest($1::text[], $2::text[]) AS v(run_id, timer_name)
-WHERE e.run_id = v.run_id AND e.timer_name = v.timer_name AND e.kind = 'timer'
-  AND e.status = 'pending'
-"""
-_CONSUME = """
-UPDATE run_events SET status = 'consumed'
-FROM unnest($1::bigint[], $2::text[]) AS v(id, run_id)
-WHERE run_events.id = v.id AND run_events.run_id = v.run_id AND run_events.status = 'pending'
-"""
-_RECOMPUTE_DUE = """
-UPDATE runs AS r SET due_at = LEAST(r.wait_deadline, (
-    SELECT min(e.visible_at) FROM run_events e
-    WHERE e.run_id = r.id AND e.status = 'pending'
-      AND (r.wait_names IS NULL OR position('|' || e.name || '|' in r.wait_names) > 0)))
-WHERE r.id = ANY($1::text[]) AND r.status = 'waiting'
-"""
-
-
-class _Fenced(Exception):
-    """Some checkpoints of a batch lost their lease (positions in the batch)."""
-
-    def __init__(self, positions: set[int]) -> None:
-        self.positions = positions
+# A group commit is ONE statement: data-modifying CTEs keyed by the position of each
+# checkpoint in the batch. Only checkpoints whose fenced UPDATE matched (``u``) write their
+# journal entries, outbox messages and timers, so a lost lease leaves no trace and needs no
+# retry; and one statement is one round trip and one implicit transaction.
+_CHECKPOINT_ROWS = """
+v AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
+      $7::text[], $8::text[], $9::text[], $10::float8[], $11::float8[], $12::text[],
+      $13::float8[], $14::int[], $15::bool[], $16::float8[], $17::int8[], $18::text[])
+    WITH ORDINALITY AS v(id, owner, epoch, status, step, state, context, result, error, now,
+      due_at, wait_names, wait_deadline, seq, release, lease_expires, consumed, cancelled, idx)
+),
+u AS (
+  UPDATE runs AS r SET status = v.status, step = v.step, state = v.state::jsonb,
+    context = v.context::jsonb, result = v.result::jsonb, error = v.error::jsonb,
+    updated_at = v.now, wait_names = v.wait_names, wait_deadline = v.wait_deadline,
+    journal_seq = COALESCE(v.seq, r.journal_seq),
+    lease_owner = CASE WHEN v.release THEN NULL ELSE r.lease_owner END,
+    lease_expires_at = CASE WHEN v.release THEN NULL ELSE v.lease_expires END,
+    due_at = CASE WHEN v.status <> 'waiting' THEN v.due_at ELSE LEAST(v.due_at, (
+      SELECT min(e.visible_at) FROM run_events e
+      WHERE e.run_id = v.id AND e.status = 'pending'
+        AND (v.wait_names IS NULL OR position('|' || e.name || '|' in v.wait_names) > 0)
+        AND e.id IS DISTINCT FROM v.consumed
+        AND NOT (e.kind = 'timer' AND v.cancelled IS NOT NULL
+                 AND position('|' || e.timer_name || '|' in v.cancelled) > 0))) END
+  FROM v
+  WHERE r.id = v.id AND r.lease_owner = v.owner AND r.lease_epoch = v.epoch
+  RETURNING v.idx::int AS idx, v.id, v.now, v.consumed, v.cancelled
+)"""
+_JOURNAL_CTE = """
+j AS (
+  INSERT INTO journal (run_id, seq, kind, step, at, data, correlation_id)
+  SELECT u.id, jv.seq, jv.kind, jv.step, jv.at, jv.data::jsonb, jv.corr
+  FROM unnest(${0}::int[], ${1}::int[], ${2}::text[], ${3}::text[], ${4}::float8[],
+              ${5}::text[], ${6}::text[]) AS jv(cp, seq, kind, step, at, data, corr)
+  JOIN u ON u.idx = jv.cp
+)"""
+_OUTBOX_CTE = """
+o AS (
+  INSERT INTO outbox (event_id, run_id, topic, type, subject, data, headers, created_at)
+  SELECT ov.event_id, u.id, ov.topic, ov.type, ov.subject, ov.data::jsonb, ov.headers::jsonb,
+         u.now
+  FROM unnest(${0}::int[], ${1}::text[], ${2}::text[], ${3}::text[], ${4}::text[],
+              ${5}::text[], ${6}::text[]) AS ov(cp, event_id, topic, type, subject, data, headers)
+  JOIN u ON u.idx = ov.cp
+  ON CONFLICT (event_id) DO NOTHING
+)"""
+_TIMERS_CTE = """
+t AS (
+  INSERT INTO run_events (run_id, name, payload, kind, timer_name, status, visible_at, created_at)
+  SELECT u.id, tv.name, tv.payload::jsonb, 'timer', tv.timer_name, 'pending', tv.visible_at,
+         u.now
+  FROM unnest(${0}::int[], ${1}::text[], ${2}::text[], ${3}::text[], ${4}::float8[])
+    AS tv(cp, name, payload, timer_name, visible_at)
+  JOIN u ON u.idx = tv.cp
+)"""
+_CANCEL_CTE = """
+c AS (
+  UPDATE run_events AS e SET status = 'cancelled' FROM u
+  WHERE u.cancelled IS NOT NULL AND e.run_id = u.id AND e.kind = 'timer'
+    AND e.status = 'pending' AND position('|' || e.timer_name || '|' in u.cancelled) > 0
+    AND e.id IS DISTINCT FROM u.consumed
+)"""
+_CONSUME_CTE = """
+k AS (
+  UPDATE run_events AS e SET status = 'consumed' FROM u
+  WHERE u.consumed IS NOT NULL AND e.id = u.consumed AND e.run_id = u.id
+    AND e.status = 'pending'
+)"""
 
 
 class PostgresStore(Store):
@@ -159,7 +170,7 @@ class PostgresStore(Store):
                         yield conn
                 else:
                     yield conn
-        except (TripwrightError, _Fenced):
+        except TripwrightError:
             raise
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StoreError(f"PostgreSQL error: {exc}") from exc
@@ -322,19 +333,13 @@ class PostgresStore(Store):
 
     # -- checkpoints ------------------------------------------------------------------
     async def commit(self, checkpoints: Sequence[Checkpoint]) -> list[bool]:
-        todo = list(enumerate(checkpoints))
-        outcome = [True] * len(checkpoints)
-        while todo:
-            try:
-                async with self._conn(transaction=True) as conn:
-                    await _write_batch(conn, [cp for _, cp in todo])
-                break
-            except _Fenced as exc:
-                # The transaction rolled back; drop the fenced ones and write the rest.
-                for position in exc.positions:
-                    outcome[todo[position][0]] = False
-                todo = [item for i, item in enumerate(todo) if i not in exc.positions]
-        return outcome
+        if not checkpoints:
+            return []
+        sql, args = _checkpoint_statement(checkpoints)
+        async with self._conn() as conn:
+            rows = await conn.fetch(sql, *args)
+        committed = {int(r[0]) for r in rows}
+        return [i + 1 in committed for i in range(len(checkpoints))]
 
     # -- run events -------------------------------------------------------------------
     async def send_event(
@@ -493,9 +498,9 @@ async def _create_run(conn: _Conn, run: NewRun) -> tuple[RunRecord, bool]:
     return decode_run(row), True
 
 
-async def _write_batch(conn: _Conn, cps: Sequence[Checkpoint]) -> None:
-    updated = await conn.fetch(
-        _UPDATE_RUNS,
+def _checkpoint_statement(cps: Sequence[Checkpoint]) -> tuple[str, list[Any]]:
+    """The single statement (and its arguments) that commits a batch of checkpoints."""
+    args: list[Any] = [
         [cp.run_id for cp in cps],
         [cp.lease_owner for cp in cps],
         [cp.lease_epoch for cp in cps],
@@ -512,54 +517,61 @@ async def _write_batch(conn: _Conn, cps: Sequence[Checkpoint]) -> None:
         [cp.journal[-1].seq if cp.journal else None for cp in cps],
         [cp.release for cp in cps],
         [cp.lease_expires_at for cp in cps],
-    )
-    if len(updated) != len(cps):
-        raise _Fenced(set(range(len(cps))) - {int(r[0]) - 1 for r in updated})
-    entries = [e for cp in cps for e in cp.journal]
-    if entries:
-        await conn.execute(
-            _INSERT_JOURNAL,
-            [e.run_id for e in entries],
-            [e.seq for e in entries],
-            [e.kind for e in entries],
-            [e.step for e in entries],
-            [e.at for e in entries],
-            [codec.dumps(e.data) for e in entries],
-            [e.correlation_id for e in entries],
+        [cp.consumed_events[0] if cp.consumed_events else None for cp in cps],
+        ["|" + "|".join(cp.cancelled_timers) + "|" if cp.cancelled_timers else None for cp in cps],
+    ]
+    ctes = [_CHECKPOINT_ROWS]
+
+    def add(template: str, columns: list[list[Any]]) -> None:
+        first = len(args) + 1
+        args.extend(columns)
+        ctes.append(template.format(*range(first, first + len(columns))))
+
+    journal = [(i, e) for i, cp in enumerate(cps, 1) for e in cp.journal]
+    if journal:
+        add(
+            _JOURNAL_CTE,
+            [
+                [i for i, _ in journal],
+                [e.seq for _, e in journal],
+                [e.kind for _, e in journal],
+                [e.step for _, e in journal],
+                [e.at for _, e in journal],
+                [codec.dumps(e.data) for _, e in journal],
+                [e.correlation_id for _, e in journal],
+            ],
         )
-    outbox = [(cp, m) for cp in cps for m in cp.outbox]
+    outbox = [(i, m) for i, cp in enumerate(cps, 1) for m in cp.outbox]
     if outbox:
-        await conn.execute(
-            _INSERT_OUTBOX,
-            [m.event_id for _, m in outbox],
-            [cp.run_id for cp, _ in outbox],
-            [m.topic for _, m in outbox],
-            [m.type for _, m in outbox],
-            [m.subject for _, m in outbox],
-            [m.data for _, m in outbox],
-            [codec.dumps(m.headers) for _, m in outbox],
-            [cp.now for cp, _ in outbox],
+        add(
+            _OUTBOX_CTE,
+            [
+                [i for i, _ in outbox],
+                [m.event_id for _, m in outbox],
+                [m.topic for _, m in outbox],
+                [m.type for _, m in outbox],
+                [m.subject for _, m in outbox],
+                [m.data for _, m in outbox],
+                [codec.dumps(m.headers) for _, m in outbox],
+            ],
         )
-    cancelled = [(cp.run_id, name) for cp in cps for name in cp.cancelled_timers]
-    if cancelled:
-        await conn.execute(_CANCEL_TIMERS, [r for r, _ in cancelled], [n for _, n in cancelled])
-    timers = [(cp, t) for cp in cps for t in cp.timers]
+    timers = [(i, t) for i, cp in enumerate(cps, 1) for t in cp.timers]
     if timers:
-        await conn.execute(
-            _INSERT_TIMERS,
-            [cp.run_id for cp, _ in timers],
-            [t.name for _, t in timers],
-            [t.payload for _, t in timers],
-            [t.timer_name for _, t in timers],
-            [t.visible_at for _, t in timers],
-            [cp.now for cp, _ in timers],
+        add(
+            _TIMERS_CTE,
+            [
+                [i for i, _ in timers],
+                [t.name for _, t in timers],
+                [t.payload for _, t in timers],
+                [t.timer_name for _, t in timers],
+                [t.visible_at for _, t in timers],
+            ],
         )
-    consumed = [(event_id, cp.run_id) for cp in cps for event_id in cp.consumed_events]
-    if consumed:
-        await conn.execute(_CONSUME, [e for e, _ in consumed], [r for _, r in consumed])
-    waiting = [cp.run_id for cp in cps if cp.status is RunStatus.WAITING]
-    if waiting:
-        await conn.execute(_RECOMPUTE_DUE, waiting)
+    if any(cp.cancelled_timers for cp in cps):
+        ctes.append(_CANCEL_CTE)
+    if any(cp.consumed_events for cp in cps):
+        ctes.append(_CONSUME_CTE)
+    return "WITH " + ",".join(ctes) + "\nSELECT idx FROM u", args
 
 
 def _safe(dsn: str) -> str:
