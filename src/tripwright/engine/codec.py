@@ -17,10 +17,16 @@ def _default(value: Any) -> Any:
     raise TypeError(f"object of type {type(value).__name__} is not JSON serializable")
 
 
+# One encoder for the process: building a JSONEncoder per call costs more than encoding
+# the small documents the engine writes.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False)
+_DECODER = json.JSONDecoder()
+
+
 def dumps(value: Any, *, what: str = "value", run_id: str | None = None) -> str:
     """Encode ``value`` as compact JSON or raise :class:`ContextNotSerializableError`."""
     try:
-        return json.dumps(value, separators=(",", ":"), default=_default, allow_nan=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         path = _find_bad_path(value)
         where = f" at {path}" if path else ""
@@ -31,7 +37,7 @@ def dumps(value: Any, *, what: str = "value", run_id: str | None = None) -> str:
 
 def loads(text: str | None) -> Any:
     """Decode JSON text; ``None`` stays ``None``."""
-    return None if text is None else json.loads(text)
+    return None if text is None else _DECODER.decode(text)
 
 
 def _find_bad_path(value: Any, path: str = "$") -> str | None:

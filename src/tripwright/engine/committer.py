@@ -38,8 +38,13 @@ class GroupCommitter:
         if self._closed:
             raise StoreClosedError("committer is closed")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((checkpoint, future))
-        self._pump()
+        if not self._queue and self._inflight < self._max_inflight:
+            # Nothing waiting and a slot free: commit inline, saving a task and a loop turn.
+            self._inflight += 1
+            await self._flush([(checkpoint, future)])
+        else:
+            self._queue.append((checkpoint, future))
+            self._pump()
         await future
 
     def _pump(self) -> None:

@@ -171,6 +171,10 @@ class RunExecutor:
 
         assert step is not None
         lease_epoch = run.lease_epoch
+        # While the run continues in this process its due time stays what it was when
+        # claimed (already due, so a takeover after a crash is immediate); keeping indexed
+        # columns unchanged lets PostgreSQL apply step checkpoints as HOT updates.
+        due_anchor = run.due_at if run.due_at is not None else self._clock.now()
         while True:
             spec = flow.get_step(step)
             attempt = int(state.get("attempt", 1))
@@ -271,7 +275,7 @@ class RunExecutor:
                 context=new_context,
                 now=now,
                 lease_expires_at=now + self._config.lease_ttl,
-                due_at=now,
+                due_at=due_anchor,
                 outbox=effects.outbox,
                 timers=effects.timers,
                 cancelled_timers=effects.cancelled_timers,

@@ -138,7 +138,11 @@ class PostgresStore(Store):
             return
         try:
             pool = await asyncpg.create_pool(
-                self.dsn, min_size=self.min_size, max_size=self.max_size
+                self.dsn,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                reset=_keep_session,
+                server_settings={"application_name": "tripwright"},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {_safe(self.dsn)}: {exc}") from exc
@@ -572,6 +576,12 @@ def _checkpoint_statement(cps: Sequence[Checkpoint]) -> tuple[str, list[Any]]:
     if any(cp.consumed_events for cp in cps):
         ctes.append(_CONSUME_CTE)
     return "WITH " + ",".join(ctes) + "\nSELECT idx FROM u", args
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Skip asyncpg's reset round trip on every release: the store sets no session state
+    (no SET, LISTEN or advisory locks), and asyncpg itself rolls back a connection that
+    comes back inside a transaction."""
 
 
 def _safe(dsn: str) -> str:
