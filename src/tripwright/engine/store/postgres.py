@@ -130,7 +130,8 @@ class PostgresStore(Store):
         self.dsn = dsn
         self.min_size = min_size
         self.max_size = max_size
-        self.max_inflight_commits = max(1, max_size // 2)
+        # Two batches in flight: one commits while the next fills; more only shrinks batches.
+        self.max_inflight_commits = 2
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
