@@ -51,7 +51,7 @@ async def test_virtual_clock_timeout_raises_step_timeout() -> None:
     clock = VirtualClock()
     never = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(clock.run_with_timeout(never, 5.0))
-    while clock.next_deadline() is None:
+    while clock.next_deadline() is None:  # noqa: ASYNC110 - waiting for the sleeper to register
         await asyncio.sleep(0)
     await clock.advance(5.0)
     with pytest.raises(StepTimeoutError):

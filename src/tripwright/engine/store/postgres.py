@@ -68,7 +68,8 @@ u AS (
     journal_seq = COALESCE(v.seq, r.journal_seq),
     lease_owner = CASE WHEN v.release THEN NULL ELSE r.lease_owner END,
     lease_expires_at = CASE WHEN v.release THEN NULL ELSE v.lease_expires END,
-    due_at = CASE WHEN v.status <> 'waiting' THEN v.due_at ELSE LEAST(v.due_at, (
+    event_hint = CASE WHEN v.status = 'waiting' THEN NULL ELSE r.event_hint END,
+    due_at = CASE WHEN v.status <> 'waiting' THEN v.due_at ELSE LEAST(v.due_at, r.event_hint, (
       SELECT min(e.visible_at) FROM run_events e
       WHERE e.run_id = v.id AND e.status = 'pending'
         AND (v.wait_names IS NULL OR position('|' || e.name || '|' in v.wait_names) > 0)
@@ -286,7 +287,8 @@ class PostgresStore(Store):
         if limit <= 0 or not flow_keys:
             return []
         sql = f"""
-        UPDATE runs SET lease_owner=$1, lease_expires_at=$2, lease_epoch=lease_epoch+1
+        UPDATE runs SET lease_owner=$1, lease_expires_at=$2, lease_epoch=lease_epoch+1,
+          event_hint=NULL
         WHERE id IN (
           SELECT id FROM runs
           WHERE due_at <= $3 AND status IN {_ACTIVE} AND flow_key = ANY($4::text[])
@@ -360,7 +362,7 @@ class PostgresStore(Store):
         at = now if visible_at is None else visible_at
         async with self._conn(transaction=True) as conn:
             row = await conn.fetchrow(
-                "SELECT status, flow_name FROM runs WHERE id=$1 FOR SHARE", run_id
+                "SELECT status, flow_name FROM runs WHERE id=$1 FOR NO KEY UPDATE", run_id
             )
             if row is None:
                 raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
@@ -387,9 +389,15 @@ class PostgresStore(Store):
                         dedupe_key,
                     )
                 )
+            # A waiting run becomes due; a leased one gets a hint its next waiting
+            # checkpoint reads from the row it locks (see the checkpoint statement).
             await conn.execute(
-                "UPDATE runs SET due_at = LEAST(due_at, $1) WHERE id=$2 AND status='waiting' "
-                "AND (wait_names IS NULL OR position($3 in wait_names) > 0)",
+                "UPDATE runs SET "
+                "due_at = CASE WHEN status = 'waiting' AND (wait_names IS NULL "
+                "  OR position($3 in wait_names) > 0) THEN LEAST(due_at, $1) ELSE due_at END, "
+                "event_hint = CASE WHEN status <> 'waiting' "
+                "  THEN LEAST(COALESCE(event_hint, $1), $1) ELSE event_hint END "
+                "WHERE id=$2",
                 at,
                 run_id,
                 f"|{name}|",

@@ -241,7 +241,8 @@ class SQLiteStore(Store):
             return []
         marks = ",".join("?" * len(flow_keys))
         sql = f"""
-        UPDATE runs SET lease_owner=?, lease_expires_at=?, lease_epoch=lease_epoch+1
+        UPDATE runs SET lease_owner=?, lease_expires_at=?, lease_epoch=lease_epoch+1,
+          event_hint=NULL
         WHERE id IN (
           SELECT id FROM runs
           WHERE due_at <= ? AND status IN {_ACTIVE} AND flow_key IN ({marks})

@@ -44,6 +44,10 @@ def upgrade() -> None:
         sa.Column("due_at", TIME),
         sa.Column("wait_names", sa.Text()),
         sa.Column("wait_deadline", TIME),
+        # Earliest event sent while the run was leased: a PostgreSQL checkpoint that turns
+        # the run to waiting reads it from the row it locks, so a send that commits during
+        # the checkpoint cannot be missed.
+        sa.Column("event_hint", TIME),
         sa.Column("lease_owner", sa.String(200)),
         sa.Column("lease_expires_at", TIME),
         sa.Column("lease_epoch", sa.Integer(), nullable=False, server_default="0"),
