@@ -60,6 +60,9 @@ class Worker:
         self._wakeup: asyncio.Event | None = None
         self._crash: BaseException | None = None
         self._accepting = True
+        self._claim_threshold = max(
+            1, min(self.config.claim_batch, self.config.max_concurrency) // 4
+        )
 
     # -- public -----------------------------------------------------------------------
     @property
@@ -143,7 +146,9 @@ class Worker:
         if not self._accepting:
             return 0
         free = self.config.max_concurrency - len(self._active)
-        if free <= 0:
+        # A claim is a write transaction: claim in batches, not one slot at a time, unless
+        # the worker would otherwise sit idle.
+        if free <= 0 or (self._active and free < self._claim_threshold):
             return 0
         runs = await self.store.claim_runs(
             self.id,
@@ -184,7 +189,8 @@ class Worker:
         assert self._wakeup is not None
         self._wakeup.clear()
         delay = self.config.poll_interval
-        if len(self._active) < self.config.max_concurrency:
+        free = self.config.max_concurrency - len(self._active)
+        if free >= self._claim_threshold or not self._active:
             with contextlib.suppress(StoreError):
                 due = await self.store.next_due_at(self.registry.keys())
                 if due is not None:

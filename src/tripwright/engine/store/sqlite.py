@@ -500,7 +500,6 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[RunRecord, bool]
 
 
 def _apply(conn: sqlite3.Connection, cp: Checkpoint) -> bool:
-    conn.execute("SAVEPOINT cp")
     seq = cp.journal[-1].seq if cp.journal else None
     cursor = conn.execute(
         _UPDATE_RUN,
@@ -525,8 +524,7 @@ def _apply(conn: sqlite3.Connection, cp: Checkpoint) -> bool:
         ),
     )
     if cursor.rowcount != 1:
-        conn.execute("ROLLBACK TO cp")
-        conn.execute("RELEASE cp")
+        # Fenced out: the guarded UPDATE, the first write, changed nothing.
         return False
     conn.executemany(
         _INSERT_JOURNAL,
@@ -563,7 +561,6 @@ def _apply(conn: sqlite3.Connection, cp: Checkpoint) -> bool:
         conn.execute(_CONSUME, (event_id, cp.run_id))
     if cp.status is RunStatus.WAITING:
         conn.execute(_RECOMPUTE_DUE, (cp.run_id,))
-    conn.execute("RELEASE cp")
     return True
 
 
