@@ -87,6 +87,10 @@ class VirtualClock(Clock):
         timer = asyncio.ensure_future(self.sleep(seconds))
         try:
             await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # The caller was cancelled (lost lease, crash, shutdown): so is the step.
+            work.cancel()
+            raise
         finally:
             timer.cancel()
         if work.done():

@@ -88,6 +88,8 @@ class Worker:
                 return executions
             if claimed and len(self._active) < self.config.max_concurrency:
                 await asyncio.sleep(0)
+                if not self._active:
+                    continue
             done, _ = await asyncio.wait(
                 list(self._active.values()), return_when=asyncio.FIRST_COMPLETED
             )
@@ -158,6 +160,11 @@ class Worker:
             self.config.lease_ttl,
         )
         for run in runs:
+            stale = self._active.get(run.id)
+            if stale is not None:
+                # Our own execution outlived its lease and the run came back to us: the old
+                # one is fenced out already; stop it so only the new one runs.
+                stale.cancel()
             self._active[run.id] = asyncio.create_task(self._execute(run), name=f"run {run.id}")
         return len(runs)
 
@@ -174,7 +181,8 @@ class Worker:
             self._crash = exc
             raise
         finally:
-            self._active.pop(run.id, None)
+            if self._active.get(run.id) is asyncio.current_task():
+                del self._active[run.id]
             if self._wakeup is not None:
                 self._wakeup.set()
 
