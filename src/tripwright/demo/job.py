@@ -130,7 +130,6 @@ async def run_demo(
         created = await engine.start_many(sample, [{"n": i} for i in range(runs)])
         run_ids = [run.id for run in created]
         ids = set(run_ids)
-        in_flight: list[str]
         progress = on_progress or (lambda phase, done, total: None)
 
         async def completed() -> int:
@@ -143,20 +142,23 @@ async def run_demo(
         kill_at = max(1, int(runs * kill_fraction))
         deadline = time.monotonic() + timeout
         done = 0
-        while done < kill_at and time.monotonic() < deadline:
-            if first.poll() is not None:
-                raise RuntimeError(f"worker A exited early: {_tail(work_dir / 'worker-A.log')}")
-            await asyncio.sleep(0.05)
-            done = await completed()
-            progress("worker A", done, runs)
+        try:
+            while done < kill_at and time.monotonic() < deadline:
+                if first.poll() is not None:
+                    raise RuntimeError(f"worker A exited early: {_tail(work_dir / 'worker-A.log')}")
+                await asyncio.sleep(0.05)
+                done = await completed()
+                progress("worker A", done, runs)
+        finally:
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        killed_at = time.monotonic()
+        # What the dead worker held when it died: leased to it and not finished.
         in_flight = [
             rec.id
             for rec in await store.list_runs(flow=sample.name, limit=10 * runs + 1000)
             if rec.id in ids and rec.lease_owner == "worker-A" and not rec.is_terminal
         ]
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-        killed_at = time.monotonic()
         progress("worker A killed", done, runs)
 
         second = spawn_worker(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -165,7 +166,10 @@ class Worker:
                 # Our own execution outlived its lease and the run came back to us: the old
                 # one is fenced out already; stop it so only the new one runs.
                 stale.cancel()
-            self._active[run.id] = asyncio.create_task(self._execute(run), name=f"run {run.id}")
+            task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
+            self._active[run.id] = task
+            # Untrack on completion, even for a task cancelled before it ever ran.
+            task.add_done_callback(functools.partial(self._untrack, run.id))
         return len(runs)
 
     async def _execute(self, run: RunRecord) -> None:
@@ -180,11 +184,12 @@ class Worker:
         except BaseException as exc:  # a simulated crash: the whole worker dies
             self._crash = exc
             raise
-        finally:
-            if self._active.get(run.id) is asyncio.current_task():
-                del self._active[run.id]
-            if self._wakeup is not None:
-                self._wakeup.set()
+
+    def _untrack(self, run_id: str, task: asyncio.Task[None]) -> None:
+        if self._active.get(run_id) is task:
+            del self._active[run_id]
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     def _raise_crash(self) -> None:
         if self._crash is not None:
@@ -220,19 +225,20 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             await self.clock.sleep(self.config.heartbeat_interval)
-            ids = list(self._active)
-            if not ids:
+            snapshot = dict(self._active)
+            if not snapshot:
                 continue
             try:
                 held = await self.store.heartbeat(
-                    self.id, ids, self.clock.now(), self.config.lease_ttl
+                    self.id, list(snapshot), self.clock.now(), self.config.lease_ttl
                 )
             except StoreError as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
-            for run_id in ids:
-                task = self._active.get(run_id)
-                if run_id not in held and task is not None:
+            for run_id, task in snapshot.items():
+                # Only the execution the heartbeat was about: meanwhile the run may have been
+                # released and claimed again by this worker, under a new lease.
+                if run_id not in held and self._active.get(run_id) is task:
                     log.info("lease of run %s lost; stopping it here", run_id)
                     self.stats.leases_lost += 1
                     task.cancel()

@@ -332,7 +332,10 @@ class PostgresStore(Store):
             return None
         async with self._conn() as conn:
             value = await conn.fetchval(
-                f"SELECT min(due_at) FROM runs WHERE due_at IS NOT NULL AND status IN {_ACTIVE} "
+                # A run leased by a live worker is not due for anyone else before its lease
+                # ends (GREATEST ignores a NULL lease).
+                "SELECT min(GREATEST(due_at, lease_expires_at)) "
+                f"FROM runs WHERE due_at IS NOT NULL AND status IN {_ACTIVE} "
                 "AND flow_key = ANY($1::text[])",
                 list(flow_keys),
             )

@@ -297,7 +297,9 @@ class SQLiteStore(Store):
             return None
         marks = ",".join("?" * len(flow_keys))
         sql = (
-            f"SELECT MIN(due_at) FROM runs WHERE due_at IS NOT NULL AND status IN {_ACTIVE} "
+            # A run leased by a live worker is not due for anyone else before its lease ends.
+            "SELECT MIN(CASE WHEN lease_expires_at > due_at THEN lease_expires_at ELSE due_at END) "
+            f"FROM runs WHERE due_at IS NOT NULL AND status IN {_ACTIVE} "
             f"AND flow_key IN ({marks})"
         )
 
