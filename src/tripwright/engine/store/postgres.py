@@ -144,7 +144,8 @@ class PostgresStore(Store):
                 min_size=self.min_size,
                 max_size=self.max_size,
                 reset=_keep_session,
-                server_settings={"application_name": "tripwright"},
+                # The checkpoint statement is the same shape every time: plan it once.
+                server_settings={"plan_cache_mode": "force_generic_plan"},
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {_safe(self.dsn)}: {exc}") from exc
@@ -453,8 +454,8 @@ class PostgresStore(Store):
     async def journal_by_correlation(self, correlation_id: str) -> list[JournalEntry]:
         async with self._conn() as conn:
             rows = await conn.fetch(
-                f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE correlation_id=$1 "
-                "ORDER BY at, run_id, seq",
+                f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id IN "
+                f"(SELECT id FROM runs WHERE correlation_id=$1) ORDER BY at, run_id, seq",
                 correlation_id,
             )
         return [decode_journal(r) for r in rows]

@@ -409,8 +409,8 @@ class SQLiteStore(Store):
     async def journal_by_correlation(self, correlation_id: str) -> list[JournalEntry]:
         def run() -> list[JournalEntry]:
             rows = self._db.execute(
-                f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE correlation_id=? "
-                "ORDER BY at, run_id, seq",
+                f"SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id IN "
+                f"(SELECT id FROM runs WHERE correlation_id=?) ORDER BY at, run_id, seq",
                 (correlation_id,),
             )
             return [decode_journal(r) for r in rows]
