@@ -60,8 +60,14 @@ class GroupCommitter:
             outcomes = await self._store.commit([cp for cp, _ in batch])
         except BaseException as exc:
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError(exc))
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                    # The submitter may be gone (its run was cancelled): don't log as lost.
+                    future.exception()
+                else:
+                    future.cancel()
             if not isinstance(exc, Exception):
                 raise
         else:

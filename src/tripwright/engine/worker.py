@@ -186,6 +186,8 @@ class Worker:
             raise
 
     def _untrack(self, run_id: str, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved here; a crash is re-raised by _raise_crash
         if self._active.get(run_id) is task:
             del self._active[run_id]
         if self._wakeup is not None:
