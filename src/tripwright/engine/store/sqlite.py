@@ -311,7 +311,9 @@ class SQLiteStore(Store):
 
     # -- checkpoints ------------------------------------------------------------------
     async def commit(self, checkpoints: Sequence[Checkpoint]) -> list[bool]:
-        return await self._call(self._tx, lambda c: [_apply(c, cp) for cp in checkpoints])
+        if not checkpoints:
+            return []
+        return await self._call(self._tx, lambda c: _apply_batch(c, checkpoints))
 
     # -- run events -------------------------------------------------------------------
     async def send_event(
@@ -501,7 +503,46 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[RunRecord, bool]
     return decode_run(row), True
 
 
-def _apply(conn: sqlite3.Connection, cp: Checkpoint) -> bool:
+def _apply_batch(conn: sqlite3.Connection, cps: Sequence[Checkpoint]) -> list[bool]:
+    """Write a batch: guarded run updates first, then the winners' rows in bulk."""
+    outcome = [_update_run(conn, cp) for cp in cps]
+    kept = [cp for cp, ok in zip(cps, outcome, strict=True) if ok]
+    conn.executemany(
+        _INSERT_JOURNAL,
+        [
+            (e.run_id, e.seq, e.kind, e.step, e.at, codec.dumps(e.data), e.correlation_id)
+            for cp in kept
+            for e in cp.journal
+        ],
+    )
+    outbox = [
+        (m.event_id, cp.run_id, m.topic, m.type, m.subject, m.data, codec.dumps(m.headers), cp.now)
+        for cp in kept
+        for m in cp.outbox
+    ]
+    if outbox:
+        conn.executemany(_INSERT_OUTBOX, outbox)
+    cancels = [(cp.run_id, name) for cp in kept for name in cp.cancelled_timers]
+    if cancels:
+        conn.executemany(_CANCEL_TIMER, cancels)
+    timers = [
+        (cp.run_id, t.name, t.payload, t.timer_name, t.visible_at, cp.now)
+        for cp in kept
+        for t in cp.timers
+    ]
+    if timers:
+        conn.executemany(_INSERT_TIMER, timers)
+    consumed = [(event_id, cp.run_id) for cp in kept for event_id in cp.consumed_events]
+    if consumed:
+        conn.executemany(_CONSUME, consumed)
+    waiting = [(cp.run_id,) for cp in kept if cp.status is RunStatus.WAITING]
+    if waiting:
+        conn.executemany(_RECOMPUTE_DUE, waiting)
+    return outcome
+
+
+def _update_run(conn: sqlite3.Connection, cp: Checkpoint) -> bool:
+    """The fenced run update; False (and nothing written) if the lease was lost."""
     seq = cp.journal[-1].seq if cp.journal else None
     cursor = conn.execute(
         _UPDATE_RUN,
@@ -525,45 +566,7 @@ def _apply(conn: sqlite3.Connection, cp: Checkpoint) -> bool:
             cp.lease_epoch,
         ),
     )
-    if cursor.rowcount != 1:
-        # Fenced out: the guarded UPDATE, the first write, changed nothing.
-        return False
-    conn.executemany(
-        _INSERT_JOURNAL,
-        [
-            (e.run_id, e.seq, e.kind, e.step, e.at, codec.dumps(e.data), e.correlation_id)
-            for e in cp.journal
-        ],
-    )
-    if cp.outbox:
-        conn.executemany(
-            _INSERT_OUTBOX,
-            [
-                (
-                    m.event_id,
-                    cp.run_id,
-                    m.topic,
-                    m.type,
-                    m.subject,
-                    m.data,
-                    codec.dumps(m.headers),
-                    cp.now,
-                )
-                for m in cp.outbox
-            ],
-        )
-    for name in cp.cancelled_timers:
-        conn.execute(_CANCEL_TIMER, (cp.run_id, name))
-    if cp.timers:
-        conn.executemany(
-            _INSERT_TIMER,
-            [(cp.run_id, t.name, t.payload, t.timer_name, t.visible_at, cp.now) for t in cp.timers],
-        )
-    for event_id in cp.consumed_events:
-        conn.execute(_CONSUME, (event_id, cp.run_id))
-    if cp.status is RunStatus.WAITING:
-        conn.execute(_RECOMPUTE_DUE, (cp.run_id,))
-    return True
+    return cursor.rowcount == 1
 
 
 def _current_seq(conn: sqlite3.Connection, run_id: str) -> int:
