@@ -77,7 +77,7 @@ class _Journal:
         self.seq = run.journal_seq
         self.entries: list[JournalEntry] = []
 
-    def add(self, kind: JournalKind, step: str | None, at: float, **data: Any) -> None:
+    def add(self, kind: JournalKind, step: str | None, at: float, /, **data: Any) -> None:
         self.seq += 1
         self.entries.append(
             JournalEntry(self.run_id, self.seq, kind.value, step, at, data, self.correlation_id)
@@ -251,8 +251,8 @@ class RunExecutor:
                     type=message.type,
                     subject=message.subject,
                 )
-            for note in effects.notes:
-                journal.add(JournalKind.NOTE, step, now, **note)
+            for kind, data in effects.records:
+                journal.add(kind, step, now, **data)
             journal.add(
                 JournalKind.STEP_COMPLETED,
                 step,

@@ -26,7 +26,7 @@ from typing import Any, TypeAlias, overload
 
 from tripwright.engine import codec
 from tripwright.engine.clock import Clock
-from tripwright.engine.records import EventRecord, NewEvent, OutboxMessage
+from tripwright.engine.records import EventRecord, JournalKind, NewEvent, OutboxMessage
 from tripwright.engine.retry import RetryPolicy
 from tripwright.errors import ConfigurationError, DefinitionError
 
@@ -281,7 +281,7 @@ class StepEffects:
     outbox: list[OutboxMessage] = field(default_factory=list)
     timers: list[NewEvent] = field(default_factory=list)
     cancelled_timers: list[str] = field(default_factory=list)
-    notes: list[dict[str, Any]] = field(default_factory=list)
+    records: list[tuple[JournalKind, dict[str, Any]]] = field(default_factory=list)
 
 
 class StepContext:
@@ -404,4 +404,11 @@ class StepContext:
 
     def note(self, message: str, **data: Any) -> None:
         """Add a free-form note to the journal."""
-        self._effects.notes.append({"message": message, **data})
+        self._effects.records.append((JournalKind.NOTE, {"message": message, **data}))
+
+    def record(self, kind: JournalKind, **data: Any) -> None:
+        """Add a typed journal entry (compensation, transition, ...) committed with the step.
+
+        Flow models use it to write their own history into the run's journal.
+        """
+        self._effects.records.append((kind, data))

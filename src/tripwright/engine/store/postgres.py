@@ -293,7 +293,7 @@ class PostgresStore(Store):
         WHERE id IN (
           SELECT id FROM runs
           WHERE due_at <= $3 AND status IN {_ACTIVE} AND flow_key = ANY($4::text[])
-            AND (lease_owner IS NULL OR lease_expires_at < $3)
+            AND (lease_owner IS NULL OR lease_expires_at <= $3)
           ORDER BY due_at LIMIT $5
           FOR UPDATE SKIP LOCKED)
         RETURNING {RUN_COLUMNS}

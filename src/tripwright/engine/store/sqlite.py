@@ -246,7 +246,7 @@ class SQLiteStore(Store):
         WHERE id IN (
           SELECT id FROM runs
           WHERE due_at <= ? AND status IN {_ACTIVE} AND flow_key IN ({marks})
-            AND (lease_owner IS NULL OR lease_expires_at < ?)
+            AND (lease_owner IS NULL OR lease_expires_at <= ?)
           ORDER BY due_at LIMIT ?)
         RETURNING {RUN_COLUMNS}
         """

@@ -1,0 +1,318 @@
+"""The sequence (saga) model on every store: order, compensation, pivot, parallel joins."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.helpers import assert_gapless, settle
+from tripwright.engine import Engine, RetryPolicy, RunStatus, VirtualClock
+from tripwright.errors import DefinitionError
+from tripwright.flows import ALL, ANY, RACE, Saga, SagaContext, at_least
+from tripwright.flows.saga import branch
+
+MakeEngine = Callable[..., Engine]
+ONCE = RetryPolicy(max_attempts=1)
+
+
+class Provider:
+    """Records every action and compensation with its key; fails on demand."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+        self.fail: set[str] = set()
+        self.fail_undo: dict[str, int] = {}
+        self.delays: dict[str, float] = {}
+
+    def action(self, name: str) -> Callable[[SagaContext], Any]:
+        async def act(ctx: SagaContext) -> str:
+            if name in self.delays:
+                await ctx.clock.sleep(self.delays[name])
+            if name in self.fail:
+                raise RuntimeError(f"{name} refused")
+            self.calls.append(("do", name, ctx.idempotency_key))
+            return f"{name}-ok"
+
+        return act
+
+    def undo(self, name: str) -> Callable[[SagaContext], Any]:
+        async def compensate(ctx: SagaContext) -> None:
+            if self.fail_undo.get(name, 0) > 0:
+                self.fail_undo[name] -= 1
+                raise ConnectionError(f"undo {name} unreachable")
+            self.calls.append(("undo", name, ctx.forward_key or ""))
+
+        return compensate
+
+    def done(self) -> list[str]:
+        return [n for kind, n, _ in self.calls if kind == "do"]
+
+    def undone(self) -> list[str]:
+        return [n for kind, n, _ in self.calls if kind == "undo"]
+
+
+def trip_saga(p: Provider, *, pivot: bool = True) -> Saga:
+    saga = Saga(
+        "trip",
+        default_retry=ONCE,
+        compensation_retry=RetryPolicy(max_attempts=3, initial_interval=0.1),
+        forward_retry=RetryPolicy(max_attempts=2, initial_interval=0.1),
+    )
+    saga.step("flight", p.action("flight"), compensate=p.undo("flight"))
+    saga.step("hotel", p.action("hotel"), compensate=p.undo("hotel"))
+    saga.step("charge", p.action("charge"), compensate=p.undo("charge"))
+    saga.step("ticket", p.action("ticket"), pivot=pivot)
+    saga.step("notify", p.action("notify"))
+    return saga
+
+
+async def run_saga(make_engine: MakeEngine, clock: VirtualClock, saga: Saga) -> tuple[Engine, str]:
+    engine = make_engine(saga.to_flow())
+    run = await engine.start(saga.name, {"trip": "T-1"})
+    await settle(engine, engine.worker(), clock)
+    return engine, run.id
+
+
+async def test_a_saga_runs_its_steps_in_order(make_engine: MakeEngine, clock: VirtualClock) -> None:
+    """A saga with no failure runs each step once, in order, and completes with results."""
+    p = Provider()
+    engine, run_id = await run_saga(make_engine, clock, trip_saga(p))
+    run = await engine.get(run_id)
+    assert run.status is RunStatus.COMPLETED
+    assert p.done() == ["flight", "hotel", "charge", "ticket", "notify"]
+    assert run.result["results"]["ticket"] == "ticket-ok"
+    assert_gapless(await engine.journal(run_id))
+
+
+async def test_failure_before_the_pivot_compensates_in_reverse(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A step that fails before the pivot undoes the completed steps, last first, with
+    each action's own key, and the run fails."""
+    p = Provider()
+    p.fail.add("charge")
+    engine, run_id = await run_saga(make_engine, clock, trip_saga(p))
+    run = await engine.get(run_id)
+    assert run.status is RunStatus.FAILED
+    assert p.undone() == ["hotel", "flight"]
+    forward = {n: k for kind, n, k in p.calls if kind == "do"}
+    assert [k for kind, _, k in p.calls if kind == "undo"] == [forward["hotel"], forward["flight"]]
+    journal = await engine.journal(run_id)
+    assert [e.data["step"] for e in journal if e.kind == "compensation"] == ["hotel", "flight"]
+    assert run.error is not None
+    assert run.error["details"]["failure"]["step"] == "step:charge"
+
+
+async def test_failure_after_the_pivot_is_not_compensated_but_parked(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """After the pivot a failing step is retried forward, then waits for an operator;
+    nothing is compensated, and `saga.retry` runs the step again."""
+    p = Provider()
+    p.fail.add("notify")
+    saga = trip_saga(p)
+    engine, run_id = await run_saga(make_engine, clock, saga)
+    run = await engine.get(run_id)
+    assert run.status is RunStatus.WAITING
+    assert p.undone() == []
+    assert run.context["saga"]["attention"]["step"] == "step:notify"
+    p.fail.clear()
+    await engine.send(run_id, "saga.retry")
+    await settle(engine, engine.worker(), clock)
+    assert (await engine.get(run_id)).status is RunStatus.COMPLETED
+    assert p.done()[-1] == "notify"
+
+
+async def test_a_failing_compensation_is_retried_then_parked_never_dropped(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A compensation that keeps failing parks the run; an operator retry finishes the
+    remaining compensations in order."""
+    p = Provider()
+    p.fail.add("charge")
+    p.fail_undo["hotel"] = 5
+    engine, run_id = await run_saga(make_engine, clock, trip_saga(p))
+    parked = await engine.get(run_id)
+    assert parked.status is RunStatus.WAITING
+    assert parked.context["saga"]["attention"]["step"] == "saga:compensate"
+    assert p.undone() == []
+    p.fail_undo.clear()
+    await engine.send(run_id, "saga.retry")
+    await settle(engine, engine.worker(), clock)
+    assert (await engine.get(run_id)).status is RunStatus.FAILED
+    assert p.undone() == ["hotel", "flight"]
+
+
+async def test_operator_can_resolve_a_stuck_compensation(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """`saga.resolve` marks the stuck compensation as handled and continues with the rest."""
+    p = Provider()
+    p.fail.add("charge")
+    p.fail_undo["hotel"] = 100
+    engine, run_id = await run_saga(make_engine, clock, trip_saga(p))
+    await engine.send(run_id, "saga.resolve")
+    await settle(engine, engine.worker(), clock)
+    run = await engine.get(run_id)
+    assert run.status is RunStatus.FAILED
+    assert p.undone() == ["flight"]
+    assert run.context["saga"]["compensated"] == ["hotel", "flight"]
+
+
+@pytest.mark.parametrize(
+    ("join", "failing", "joined"),
+    [
+        (ALL, {"car"}, False),
+        (ALL, set(), True),
+        (ANY, {"car", "insurance"}, True),
+        (ANY, {"car", "insurance", "lounge"}, False),
+        (at_least(2), {"car"}, True),
+        (at_least(2), {"car", "lounge"}, False),
+    ],
+)
+async def test_parallel_groups_join_by_policy(
+    make_engine: MakeEngine,
+    clock: VirtualClock,
+    join: Any,
+    failing: set[str],
+    joined: bool,
+) -> None:
+    """A group joins when its policy is met; otherwise its succeeded branches and the
+    steps before it are compensated."""
+    p = Provider()
+    p.fail |= failing
+    saga = Saga("extras", default_retry=ONCE)
+    saga.step("flight", p.action("flight"), compensate=p.undo("flight"))
+    saga.parallel(
+        "extras",
+        *(branch(n, p.action(n), compensate=p.undo(n)) for n in ("car", "insurance", "lounge")),
+        join=join,
+    )
+    engine, run_id = await run_saga(make_engine, clock, saga)
+    run = await engine.get(run_id)
+    succeeded = {"car", "insurance", "lounge"} - failing
+    if joined:
+        assert run.status is RunStatus.COMPLETED
+        assert set(run.result["results"]["extras"]) == succeeded
+        assert p.undone() == []
+    else:
+        assert run.status is RunStatus.FAILED
+        assert set(p.undone()[:-1]) == succeeded
+        assert p.undone()[-1] == "flight"
+
+
+async def test_branches_get_their_own_stable_keys(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """Each branch of a group gets a distinct key derived from the group's key."""
+    p = Provider()
+    saga = Saga("keys", default_retry=ONCE)
+    saga.parallel("g", branch("a", p.action("a")), branch("b", p.action("b")))
+    _, run_id = await run_saga(make_engine, clock, saga)
+    keys = {n: k for _, n, k in p.calls}
+    assert keys == {"a": f"{run_id}:step:g:0/a", "b": f"{run_id}:step:g:0/b"}
+
+
+async def test_a_race_keeps_the_first_success_and_compensates_the_losers(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """In a race the first branch to succeed wins; the others are stopped or undone."""
+    p = Provider()
+    p.delays = {"slow_hotel": 50.0, "mid_hotel": 5.0}
+    saga = Saga("race", default_retry=ONCE)
+    saga.parallel(
+        "hotel",
+        *(
+            branch(n, p.action(n), compensate=p.undo(n))
+            for n in ("slow_hotel", "fast_hotel", "mid_hotel")
+        ),
+        join=RACE,
+    )
+    engine, run_id = await run_saga(make_engine, clock, saga)
+    run = await engine.get(run_id)
+    assert run.status is RunStatus.COMPLETED
+    assert run.result["results"]["hotel"] == {"fast_hotel": "fast_hotel-ok"}
+    assert sorted(p.undone()) == ["mid_hotel", "slow_hotel"]
+
+
+async def test_a_timed_out_step_is_compensated_as_in_doubt(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A step whose last attempt timed out may have taken effect: it is compensated first."""
+    p = Provider()
+    p.delays = {"hotel": 100.0}
+    saga = Saga("doubt", default_retry=ONCE)
+    saga.step("flight", p.action("flight"), compensate=p.undo("flight"))
+    saga.step("hotel", p.action("hotel"), compensate=p.undo("hotel"), timeout=10.0)
+    engine, run_id = await run_saga(make_engine, clock, saga)
+    assert (await engine.get(run_id)).status is RunStatus.FAILED
+    assert p.undone() == ["hotel", "flight"]
+
+
+def test_validation_flags_uncompensated_steps_before_the_pivot() -> None:
+    """Side-effecting steps before the pivot without compensation are warned about;
+    readonly ones and post-pivot ones are not; two pivots are an error."""
+    p = Provider()
+    saga = Saga("v")
+    saga.step("quote", p.action("quote"), readonly=True)
+    saga.step("hold", p.action("hold"))
+    saga.step("ticket", p.action("ticket"), pivot=True)
+    saga.step("mail", p.action("mail"))
+    assert [str(x) for x in saga.validate()] == [
+        "warning: hold: side-effecting step before the pivot has no compensation "
+        "(mark it readonly=True if it changes nothing)"
+    ]
+    saga.step("again", p.action("again"), pivot=True)
+    with pytest.raises(DefinitionError, match="one pivot"):
+        saga.to_flow()
+    with pytest.raises(DefinitionError, match="duplicate step name"):
+        saga.step("hold", p.action("hold"))
+
+
+def test_mermaid_diagram_shows_order_groups_compensations_and_pivot() -> None:
+    """The diagram lists steps in order, groups as subgraphs, dashed undo edges, the pivot."""
+    p = Provider()
+    saga = trip_saga(p)
+    saga.parallel("extras", branch("car", p.action("car"), compensate=p.undo("car")))
+    text = saga.to_mermaid()
+    assert text.startswith("flowchart TD")
+    assert "flight -.-> flight_undo" in text
+    assert 'ticket{{"ticket ⟂ pivot"}}' in text
+    assert 'subgraph extras["extras (join: all)"]' in text
+    assert text.index("start --> flight") < text.index("flight --> hotel")
+
+
+async def test_saga_survives_a_crash_between_steps(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A worker that dies mid-saga leaves it to another, which completes it without
+    repeating a completed step's key."""
+
+    class Crash(BaseException):
+        pass
+
+    p = Provider()
+    armed = {"hotel": True}
+    saga = Saga("crashy", default_retry=ONCE)
+    saga.step("flight", p.action("flight"), compensate=p.undo("flight"))
+
+    async def hotel(ctx: SagaContext) -> str:
+        p.calls.append(("do", "hotel", ctx.idempotency_key))
+        if armed.pop("hotel", False):
+            raise Crash()
+        return "ok"
+
+    saga.step("hotel", hotel, compensate=p.undo("hotel"))
+    engine = make_engine(saga.to_flow())
+    run = await engine.start("crashy")
+    first = engine.worker(worker_id="a")
+    with pytest.raises(Crash):
+        await first.run_until_idle()
+    await asyncio.sleep(0)
+    await settle(engine, engine.worker(worker_id="b"), clock)
+    assert (await engine.get(run.id)).status is RunStatus.COMPLETED
+    assert [n for _, n, _ in p.calls] == ["flight", "hotel", "hotel"]
+    assert len({k for _, n, k in p.calls if n == "hotel"}) == 1
