@@ -11,11 +11,19 @@ from tripwright.engine import codec
 from tripwright.engine.clock import Clock, RealClock
 from tripwright.engine.config import EngineConfig
 from tripwright.engine.flow import Flow
-from tripwright.engine.records import JournalEntry, NewRun, RunRecord
+from tripwright.engine.records import (
+    ACTIVE_STATUSES,
+    ControlChange,
+    JournalEntry,
+    JournalKind,
+    NewRun,
+    RunRecord,
+    RunStatus,
+)
 from tripwright.engine.registry import FlowRegistry
 from tripwright.engine.store.base import Store
 from tripwright.engine.worker import Worker
-from tripwright.errors import ConfigurationError
+from tripwright.errors import ConfigurationError, InvalidRunStateError
 
 __all__ = ["Engine", "new_run_id"]
 
@@ -181,8 +189,81 @@ class Engine:
         return event_id
 
     async def cancel(self, run_id: str, reason: str = "cancelled") -> RunRecord:
-        """Cancel an active run now; a worker executing it is fenced out."""
+        """Cancel an active or paused run now; a worker executing it is fenced out."""
         return await self.store.cancel_run(run_id, self.clock.now(), reason)
+
+    async def pause(self, run_id: str, reason: str = "paused") -> RunRecord:
+        """Pause an active run: no worker takes it until :meth:`resume`. A step in flight
+        finishes, but its checkpoint is refused; it runs again, same key, on resume."""
+
+        def decide(run: RunRecord) -> ControlChange:
+            if run.status not in ACTIVE_STATUSES:
+                raise InvalidRunStateError(
+                    f"cannot pause a {run.status.value} run", run_id=run.id, flow=run.flow_name
+                )
+            return ControlChange(
+                status=RunStatus.PAUSED,
+                step=run.step,
+                state={**run.state, "paused_from": run.status.value},
+                due_at=run.due_at,
+                error=None,
+                journal_kind=JournalKind.RUN_PAUSED,
+                journal_data={"reason": reason, "from": run.status.value},
+            )
+
+        return await self.store.control_run(run_id, self.clock.now(), decide)
+
+    async def resume(self, run_id: str) -> RunRecord:
+        """Resume a paused run where it was."""
+
+        def decide(run: RunRecord) -> ControlChange:
+            if run.status is not RunStatus.PAUSED:
+                raise InvalidRunStateError(
+                    f"cannot resume a {run.status.value} run", run_id=run.id, flow=run.flow_name
+                )
+            state = dict(run.state)
+            previous = RunStatus(state.pop("paused_from", RunStatus.RUNNING.value))
+            return ControlChange(
+                status=previous,
+                step=run.step,
+                state=state,
+                # A waiting run re-checks its queue at once; others are due now.
+                due_at=now,
+                error=None,
+                journal_kind=JournalKind.RUN_RESUMED,
+                journal_data={"to": previous.value},
+            )
+
+        now = self.clock.now()
+        run = await self.store.control_run(run_id, now, decide)
+        self._notify()
+        return run
+
+    async def retry(self, run_id: str) -> RunRecord:
+        """Run a failed run's failed step again, with a fresh set of attempts."""
+
+        def decide(run: RunRecord) -> ControlChange:
+            if run.status is not RunStatus.FAILED or run.step is None:
+                raise InvalidRunStateError(
+                    f"only a failed run can be retried, not a {run.status.value} one",
+                    run_id=run.id,
+                    flow=run.flow_name,
+                )
+            state = {k: v for k, v in run.state.items() if k not in ("attempt", "resume")}
+            return ControlChange(
+                status=RunStatus.RUNNING,
+                step=run.step,
+                state=state,
+                due_at=now,
+                error=None,
+                journal_kind=JournalKind.RUN_RETRIED,
+                journal_data={"step": run.step, "previous_error": run.error},
+            )
+
+        now = self.clock.now()
+        run = await self.store.control_run(run_id, now, decide)
+        self._notify()
+        return run
 
     async def journal(self, run_id: str) -> list[JournalEntry]:
         """The run's journal, in order."""

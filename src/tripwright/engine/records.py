@@ -10,6 +10,7 @@ __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
     "Checkpoint",
+    "ControlChange",
     "EventRecord",
     "JournalEntry",
     "JournalKind",
@@ -27,6 +28,7 @@ class RunStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     WAITING = "waiting"
+    PAUSED = "paused"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -56,6 +58,9 @@ class JournalKind(StrEnum):
     RUN_COMPLETED = "run_completed"
     RUN_FAILED = "run_failed"
     RUN_CANCELLED = "run_cancelled"
+    RUN_PAUSED = "run_paused"
+    RUN_RESUMED = "run_resumed"
+    RUN_RETRIED = "run_retried"
     NOTE = "note"
 
 
@@ -187,3 +192,21 @@ class Checkpoint:
     timers: list[NewEvent] = field(default_factory=list)
     cancelled_timers: list[str] = field(default_factory=list)
     consumed_events: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ControlChange:
+    """An operator's change to a run (cancel, pause, resume, retry), applied atomically.
+
+    The change bumps the lease epoch and frees the lease, so a worker executing the run
+    is fenced out: its next checkpoint is refused.
+    """
+
+    status: RunStatus
+    step: str | None
+    state: dict[str, Any]
+    due_at: float | None
+    error: dict[str, Any] | None
+    journal_kind: JournalKind
+    journal_data: dict[str, Any]
+    cancel_events: bool = False

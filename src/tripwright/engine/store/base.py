@@ -7,18 +7,21 @@ one contract test suite. Every method translates driver errors into :class:`Stor
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 from tripwright.engine import codec
 from tripwright.engine.records import (
     Checkpoint,
+    ControlChange,
     EventRecord,
     JournalEntry,
+    JournalKind,
     NewRun,
     RunRecord,
     RunStatus,
 )
+from tripwright.errors import InvalidRunStateError
 
 __all__ = ["RUN_COLUMNS", "Store", "decode_event", "decode_journal", "decode_run", "wait_match"]
 
@@ -88,8 +91,33 @@ class Store(ABC):
         """How many runs are in each status."""
 
     @abstractmethod
+    async def control_run(
+        self, run_id: str, now: float, decide: Callable[[RunRecord], ControlChange]
+    ) -> RunRecord:
+        """Apply an operator change: read the run (locked), let ``decide`` compute the
+        change (it raises :class:`InvalidRunStateError` to refuse), write it with a journal
+        entry, bump the lease epoch and free the lease, all in one transaction."""
+
     async def cancel_run(self, run_id: str, now: float, reason: str) -> RunRecord:
-        """Cancel an active run at once, fencing out any worker that holds it."""
+        """Cancel an active or paused run at once, fencing out any worker that holds it."""
+
+        def decide(run: RunRecord) -> ControlChange:
+            if run.is_terminal:
+                raise InvalidRunStateError(
+                    f"run is already {run.status.value}", run_id=run.id, flow=run.flow_name
+                )
+            return ControlChange(
+                status=RunStatus.CANCELLED,
+                step=run.step,
+                state=run.state,
+                due_at=None,
+                error={"type": "cancelled", "message": reason},
+                journal_kind=JournalKind.RUN_CANCELLED,
+                journal_data={"reason": reason},
+                cancel_events=True,
+            )
+
+        return await self.control_run(run_id, now, decide)
 
     # -- leases -----------------------------------------------------------------------
     @abstractmethod

@@ -8,7 +8,7 @@ group commits write every checkpoint of a batch with a handful of set-based stat
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -16,6 +16,7 @@ import asyncpg
 from tripwright.engine import codec
 from tripwright.engine.records import (
     Checkpoint,
+    ControlChange,
     EventRecord,
     JournalEntry,
     JournalKind,
@@ -48,6 +49,8 @@ __all__ = ["PostgresStore"]
 _Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
 _ACTIVE = "('pending','running','waiting')"
+#: Statuses in which a run accepts events (a paused run queues them for later).
+_RECEIVING = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED})
 
 # A group commit is ONE statement: data-modifying CTEs keyed by the position of each
 # checkpoint in the batch. Only checkpoints whose fenced UPDATE matched (``u``) write their
@@ -240,7 +243,9 @@ class PostgresStore(Store):
                 rows = await conn.fetch("SELECT status, count(*) FROM runs GROUP BY status")
         return {r[0]: int(r[1]) for r in rows}
 
-    async def cancel_run(self, run_id: str, now: float, reason: str) -> RunRecord:
+    async def control_run(
+        self, run_id: str, now: float, decide: Callable[[RunRecord], ControlChange]
+    ) -> RunRecord:
         async with self._conn(transaction=True) as conn:
             row = await conn.fetchrow(
                 f"SELECT {RUN_COLUMNS} FROM runs WHERE id=$1 FOR UPDATE", run_id
@@ -248,33 +253,35 @@ class PostgresStore(Store):
             if row is None:
                 raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
             run = decode_run(row)
-            if run.is_terminal:
-                raise InvalidRunStateError(
-                    f"run is already {run.status.value}", run_id=run_id, flow=run.flow_name
-                )
+            change = decide(run)
             seq = run.journal_seq + 1
             await conn.execute(
-                "UPDATE runs SET status='cancelled', due_at=NULL, lease_owner=NULL, "
-                "lease_expires_at=NULL, lease_epoch=lease_epoch+1, journal_seq=$1, "
-                "updated_at=$2, error=$3::jsonb WHERE id=$4",
+                "UPDATE runs SET status=$1, step=$2, state=$3::jsonb, due_at=$4, error=$5::jsonb, "
+                "lease_owner=NULL, lease_expires_at=NULL, lease_epoch=lease_epoch+1, "
+                "journal_seq=$6, updated_at=$7 WHERE id=$8",
+                change.status.value,
+                change.step,
+                codec.dumps(change.state),
+                change.due_at,
+                None if change.error is None else codec.dumps(change.error),
                 seq,
                 now,
-                codec.dumps({"type": "cancelled", "message": reason}),
                 run_id,
             )
-            await conn.execute(
-                "UPDATE run_events SET status='cancelled' WHERE run_id=$1 AND status='pending'",
-                run_id,
-            )
+            if change.cancel_events:
+                await conn.execute(
+                    "UPDATE run_events SET status='cancelled' WHERE run_id=$1 AND status='pending'",
+                    run_id,
+                )
             await conn.execute(
                 "INSERT INTO journal (run_id, seq, kind, step, at, data, correlation_id) "
                 "VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7)",
                 run_id,
                 seq,
-                JournalKind.RUN_CANCELLED.value,
-                run.step,
+                change.journal_kind.value,
+                change.step,
                 now,
-                codec.dumps({"reason": reason}),
+                codec.dumps(change.journal_data),
                 run.correlation_id,
             )
             row = await conn.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=$1", run_id)
@@ -370,7 +377,7 @@ class PostgresStore(Store):
             )
             if row is None:
                 raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
-            if RunStatus(row[0]) not in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING):
+            if RunStatus(row[0]) not in _RECEIVING:
                 raise InvalidRunStateError(
                     f"cannot send {name!r} to a {row[0]} run", run_id=run_id, flow=row[1]
                 )

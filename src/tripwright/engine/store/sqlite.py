@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from tripwright.engine import codec
 from tripwright.engine.records import (
     Checkpoint,
+    ControlChange,
     EventRecord,
     JournalEntry,
     JournalKind,
@@ -47,6 +48,8 @@ __all__ = ["SQLiteStore"]
 T = TypeVar("T")
 
 _ACTIVE = "('pending','running','waiting')"
+#: Statuses in which a run accepts events (a paused run queues them for later).
+_RECEIVING = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED})
 _FAR = 1e300
 
 _UPDATE_RUN = """
@@ -199,33 +202,42 @@ class SQLiteStore(Store):
 
         return await self._call(run)
 
-    async def cancel_run(self, run_id: str, now: float, reason: str) -> RunRecord:
+    async def control_run(
+        self, run_id: str, now: float, decide: Callable[[RunRecord], ControlChange]
+    ) -> RunRecord:
         def body(conn: sqlite3.Connection) -> RunRecord:
             run = self._get_run(run_id)
-            if run.is_terminal:
-                raise InvalidRunStateError(
-                    f"run is already {run.status.value}", run_id=run_id, flow=run.flow_name
-                )
+            change = decide(run)
             seq = run.journal_seq + 1
             conn.execute(
-                "UPDATE runs SET status='cancelled', due_at=NULL, lease_owner=NULL, "
-                "lease_expires_at=NULL, lease_epoch=lease_epoch+1, journal_seq=?, updated_at=?, "
-                "error=? WHERE id=?",
-                (seq, now, codec.dumps({"type": "cancelled", "message": reason}), run_id),
+                "UPDATE runs SET status=?, step=?, state=?, due_at=?, error=?, lease_owner=NULL, "
+                "lease_expires_at=NULL, lease_epoch=lease_epoch+1, journal_seq=?, updated_at=? "
+                "WHERE id=?",
+                (
+                    change.status.value,
+                    change.step,
+                    codec.dumps(change.state),
+                    change.due_at,
+                    None if change.error is None else codec.dumps(change.error),
+                    seq,
+                    now,
+                    run_id,
+                ),
             )
-            conn.execute(
-                "UPDATE run_events SET status='cancelled' WHERE run_id=? AND status='pending'",
-                (run_id,),
-            )
+            if change.cancel_events:
+                conn.execute(
+                    "UPDATE run_events SET status='cancelled' WHERE run_id=? AND status='pending'",
+                    (run_id,),
+                )
             conn.execute(
                 _INSERT_JOURNAL,
                 (
                     run_id,
                     seq,
-                    JournalKind.RUN_CANCELLED.value,
-                    run.step,
+                    change.journal_kind.value,
+                    change.step,
                     now,
-                    codec.dumps({"reason": reason}),
+                    codec.dumps(change.journal_data),
                     run.correlation_id,
                 ),
             )
@@ -334,7 +346,7 @@ class SQLiteStore(Store):
             ).fetchone()
             if row is None:
                 raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
-            if RunStatus(row[0]) not in (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING):
+            if RunStatus(row[0]) not in _RECEIVING:
                 raise InvalidRunStateError(
                     f"cannot send {name!r} to a {row[0]} run", run_id=run_id, flow=row[1]
                 )
