@@ -9,17 +9,24 @@ import os
 import signal
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from tripwright.engine import EngineConfig, Worker
+from tripwright.engine import Engine, EngineConfig, FlowRegistry, RunRecord, RunStatus, Worker
 from tripwright.engine.store import create_store, upgrade
 from tripwright.errors import TripwrightError
+from tripwright.flows.saga import Problem, Saga
+
+if TYPE_CHECKING:
+    from tripwright.loading import Definition
+
+T = TypeVar("T")
 
 __all__ = ["app", "main"]
 
@@ -110,38 +117,209 @@ def worker(
         raise _fail(str(exc)) from None
 
 
+FlowsOption = Annotated[
+    list[str],
+    typer.Option("--flows", envvar="TRIPWRIGHT_FLOWS", help="Definitions, as module:attribute."),
+]
+flows_app = typer.Typer(help="Flow definitions: list, validate, draw.", no_args_is_help=True)
+app.add_typer(flows_app, name="flows")
+
+
+def _run_json(run: RunRecord) -> dict[str, object]:
+    return {
+        "id": run.id,
+        "flow": run.flow_name,
+        "version": run.flow_version,
+        "status": run.status.value,
+        "step": run.step,
+        "context": run.context,
+        "result": run.result,
+        "error": run.error,
+        "correlation_id": run.correlation_id,
+        "owner": run.owner,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+        "next_due_at": run.due_at,
+    }
+
+
+def _with_engine(db: str, action: Callable[[Engine], Awaitable[T]]) -> T:
+    async def body() -> T:
+        store = create_store(db)
+        await store.open()
+        try:
+            return await action(Engine(store, FlowRegistry()))
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(body())
+    except TripwrightError as exc:
+        raise _fail(str(exc)) from None
+
+
 @runs_app.command("show")
 def runs_show(run_id: str, db: DbOption = DEFAULT_DB) -> None:
     """Print a run and its journal as JSON."""
 
-    async def show() -> dict[str, object]:
-        store = create_store(db)
-        await store.open()
-        try:
-            run = await store.get_run(run_id)
-            journal = await store.journal(run_id)
-        finally:
-            await store.close()
+    async def show(engine: Engine) -> dict[str, object]:
+        run = await engine.get(run_id)
+        journal = await engine.journal(run_id)
         return {
-            "id": run.id,
-            "flow": run.flow_name,
-            "version": run.flow_version,
-            "status": run.status.value,
-            "step": run.step,
-            "context": run.context,
-            "result": run.result,
-            "error": run.error,
-            "correlation_id": run.correlation_id,
+            **_run_json(run),
             "journal": [
                 {"seq": e.seq, "kind": e.kind, "step": e.step, "at": e.at, "data": e.data}
                 for e in journal
             ],
         }
 
+    console.print_json(json.dumps(_with_engine(db, show)))
+
+
+@runs_app.command("list")
+def runs_list(
+    db: DbOption = DEFAULT_DB,
+    flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
+    correlation: Annotated[str | None, typer.Option(help="Only this correlation id.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List runs, newest first."""
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise _fail(f"unknown status {status!r}: one of {', '.join(s.value for s in RunStatus)}", 2)
+    runs = _with_engine(
+        db,
+        lambda engine: engine.list_runs(
+            flow=flow, status=status, correlation_id=correlation, limit=limit
+        ),
+    )
+    if as_json:
+        for run in runs:
+            print(json.dumps(_run_json(run)))
+        return
+    table = Table()
+    for column in ("id", "flow", "status", "step", "correlation", "updated"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            run.id,
+            f"{run.flow_name}@{run.flow_version}",
+            run.status.value,
+            run.step or "-",
+            run.correlation_id,
+            f"{run.updated_at:.3f}",
+        )
+    console.print(table)
+
+
+def _control(
+    verb: str, run_id: str, db: str, call: Callable[[Engine], Awaitable[RunRecord]]
+) -> None:
+    run = _with_engine(db, call)
+    console.print(f"run {run.id} {verb}: now {run.status.value}")
+
+
+@runs_app.command("pause")
+def runs_pause(run_id: str, db: DbOption = DEFAULT_DB) -> None:
+    """Pause a run: no worker takes it until it is resumed."""
+    _control("paused", run_id, db, lambda engine: engine.pause(run_id))
+
+
+@runs_app.command("resume")
+def runs_resume(run_id: str, db: DbOption = DEFAULT_DB) -> None:
+    """Resume a paused run."""
+    _control("resumed", run_id, db, lambda engine: engine.resume(run_id))
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: str,
+    db: DbOption = DEFAULT_DB,
+    reason: Annotated[str, typer.Option(help="Why, for the journal.")] = "cancelled by operator",
+) -> None:
+    """Cancel a run now."""
+    _control("cancelled", run_id, db, lambda engine: engine.cancel(run_id, reason))
+
+
+@runs_app.command("retry")
+def runs_retry(run_id: str, db: DbOption = DEFAULT_DB) -> None:
+    """Run a failed run's failed step again."""
+    _control("retried", run_id, db, lambda engine: engine.retry(run_id))
+
+
+def _definitions(flows: list[str]) -> dict[str, Definition]:
+    from tripwright.loading import load_definitions
+
     try:
-        console.print_json(json.dumps(asyncio.run(show())))
+        return load_definitions(flows)[1]
     except TripwrightError as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), 2) from None
+
+
+@flows_app.command("list")
+def flows_list(flows: FlowsOption) -> None:
+    """List the definitions with their model, version and steps."""
+    table = Table()
+    for column in ("name", "model", "version", "steps"):
+        table.add_column(column)
+    for name, definition in sorted(_definitions(flows).items()):
+        if isinstance(definition, Saga):
+            steps = ", ".join(e.name for e in definition.elements)
+            table.add_row(name, "sequence", definition.version, steps)
+        else:
+            table.add_row(
+                name, "engine", definition.version, ", ".join(s.name for s in definition.steps)
+            )
+    console.print(table)
+
+
+@flows_app.command("validate")
+def flows_validate(
+    flows: FlowsOption,
+    name: Annotated[str | None, typer.Argument(help="One definition (default: all).")] = None,
+) -> None:
+    """Check definitions; exit 1 if any has an error (warnings are printed)."""
+    definitions = _definitions(flows)
+    if name is not None and name not in definitions:
+        raise _fail(f"unknown flow {name!r} (have: {', '.join(sorted(definitions))})", 2)
+    errors = 0
+    for key, definition in sorted(definitions.items()):
+        if name is not None and key != name:
+            continue
+        if isinstance(definition, Saga):
+            problems = definition.validate()
+        else:
+            problems = []
+            try:
+                definition.validate()
+            except TripwrightError as exc:
+                problems.append(Problem("error", key, exc.message))
+        for problem in problems:
+            errors += problem.severity == "error"
+            console.print(f"{key}: {problem}")
+        if not problems:
+            console.print(f"{key}: ok")
+    if errors:
+        raise typer.Exit(1)
+
+
+@flows_app.command("diagram")
+def flows_diagram(
+    name: Annotated[str, typer.Argument(help="The definition to draw.")],
+    flows: FlowsOption,
+) -> None:
+    """Print a definition as a Mermaid diagram."""
+    from tripwright.flows.diagrams import flow_mermaid
+
+    definitions = _definitions(flows)
+    if name not in definitions:
+        raise _fail(f"unknown flow {name!r} (have: {', '.join(sorted(definitions))})", 2)
+    definition = definitions[name]
+    print(
+        definition.to_mermaid() if isinstance(definition, Saga) else flow_mermaid(definition),
+        end="",
+    )
 
 
 @app.command()
