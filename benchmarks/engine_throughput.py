@@ -212,9 +212,13 @@ def main() -> None:
     for name, value in computed.items():
         console.print(f"{name}: {value:.2f}x")
     if args.json:
-        args.json.write_text(
-            json.dumps({"rows": [asdict(r) for r in rows], "ratios": computed}, indent=2) + "\n"
-        )
+        fields = ("system", "store", "concurrency", "runs_per_s", "steps_per_s")
+        document = {
+            "rows": [{k: asdict(r)[k] for k in fields} for r in rows],
+            "notes": {f"{r.system}/{r.store}/{r.concurrency}": r.note for r in rows if r.note},
+            "ratios": computed,
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ async def settle(engine: Engine, worker: Worker, clock: VirtualClock, *, rounds:
     """Process, then jump to the next due run, until no run is due any more."""
     for _ in range(rounds):
         await drive(worker, clock)
-        due = await engine.store.next_due_at(engine.registry.keys())
+        due = await engine.store.next_due_at(engine.registry.keys(), include_leased=True)
         if due is None:
             return
         await clock.advance_to(max(due, clock.now()))

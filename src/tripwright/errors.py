@@ -15,6 +15,7 @@ resemble, so ``except LookupError`` keeps working::
     ├── FinalError                              raised by a step: fail now, never retry
     └── StoreError (RuntimeError)               a storage backend failed
         ├── StoreClosedError                    the store was closed
+        ├── StoreDataError (ValueError)         the database rejected a value
         └── SchemaError                         the schema is missing or out of date
 
 Backend errors (``sqlite3``, ``asyncpg``) are translated into :class:`StoreError` at the
@@ -36,6 +37,7 @@ __all__ = [
     "SchemaError",
     "StepTimeoutError",
     "StoreClosedError",
+    "StoreDataError",
     "StoreError",
     "TripwrightError",
     "UnknownFlowError",
@@ -120,6 +122,10 @@ class StoreError(TripwrightError, RuntimeError):
 
 class StoreClosedError(StoreError):
     """The store was used after :meth:`close`."""
+
+
+class StoreDataError(StoreError, ValueError):
+    """The database rejected a value (too long, a character it cannot store, ...)."""
 
 
 class SchemaError(StoreError):

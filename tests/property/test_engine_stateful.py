@@ -296,7 +296,7 @@ class EngineMachine(RuleBasedStateMachine):
         keys = self.engine.registry.keys()
         for _ in range(SETTLE_ROUNDS):
             await drive(worker, self.clock)
-            due = await self.engine.store.next_due_at(keys)
+            due = await self.engine.store.next_due_at(keys, include_leased=True)
             if due is None:
                 return
             now = self.clock.now()

@@ -136,15 +136,18 @@ def test_store_urls_are_parsed_or_rejected() -> None:
     assert parse_store_url("sqlite:///rel.db").path == "rel.db"
     assert parse_store_url("sqlite:////tmp/abs.db").path == "/tmp/abs.db"
     assert parse_store_url("postgres://u@h/db").dsn == "postgresql://u@h/db"
-    for bad in ("", "nope", "mysql://h/db", "sqlite://"):
+    for bad in ("", "nope", "mysql://h/db", "sqlite://", "postgresql://u@h:port/db"):
         with pytest.raises(ConfigurationError):
             parse_store_url(bad)
 
 
-def test_config_rejects_a_heartbeat_slower_than_the_lease() -> None:
-    """A heartbeat interval not shorter than the lease TTL is refused."""
+def test_config_rejects_timings_that_break_leases() -> None:
+    """A heartbeat or a shutdown grace not shorter than the lease TTL is refused."""
     with pytest.raises(ConfigurationError, match="heartbeat_interval"):
         EngineConfig(lease_ttl=5, heartbeat_interval=5)
+    with pytest.raises(ConfigurationError, match="shutdown_grace"):
+        EngineConfig(lease_ttl=6, heartbeat_interval=2, shutdown_grace=6)
+    assert EngineConfig(lease_ttl=6, heartbeat_interval=2).grace == 2
 
 
 def test_errors_share_one_root_and_their_builtin() -> None:

@@ -47,3 +47,15 @@ async def test_unreachable_postgres_is_a_store_error() -> None:
     with pytest.raises(StoreError) as caught:
         await store.open()
     assert "secret" not in str(caught.value)
+
+
+async def test_a_worker_stops_when_its_store_is_closed(store_url: str) -> None:
+    """A worker whose store was closed stops with StoreClosedError instead of spinning."""
+    flow = Flow("closing")
+    flow.add_step("a", _noop)
+    store = create_store(store_url)
+    await store.open()
+    engine = Engine(store, FlowRegistry([flow]))
+    await store.close()
+    with pytest.raises(StoreClosedError):
+        await engine.worker().run()

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
 from tripwright.errors import ContextNotSerializableError
 
-__all__ = ["dumps", "loads"]
+__all__ = ["MAX_NAME", "check_name", "dumps", "loads"]
+
+#: Longest name (step, timer, topic, event type, correlation id, ...) the stores keep.
+MAX_NAME = 200
 
 
 def _default(value: Any) -> Any:
@@ -21,18 +25,27 @@ def _default(value: Any) -> Any:
 # the small documents the engine writes.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=False)
 _DECODER = json.JSONDecoder()
+# An escaped NUL: "\u0000" not itself preceded by an escaped backslash.
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def dumps(value: Any, *, what: str = "value", run_id: str | None = None) -> str:
     """Encode ``value`` as compact JSON or raise :class:`ContextNotSerializableError`."""
     try:
-        return _ENCODER.encode(value)
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         path = _find_bad_path(value)
         where = f" at {path}" if path else ""
         raise ContextNotSerializableError(
             f"{what} is not JSON-serialisable{where}: {exc}", run_id=run_id
         ) from exc
+    if "\\u0000" in text and _NUL.search(text):
+        # PostgreSQL's jsonb cannot store NUL; refuse it on every store alike.
+        raise ContextNotSerializableError(
+            f"{what} contains a NUL character (\\u0000), which stores cannot keep",
+            run_id=run_id,
+        )
+    return text
 
 
 def loads(text: str | None) -> Any:
@@ -60,3 +73,14 @@ def _find_bad_path(value: Any, path: str = "$") -> str | None:
     if isinstance(value, float):
         return None if value == value and value not in (float("inf"), float("-inf")) else path
     return path
+
+
+def check_name(value: str, what: str) -> str:
+    """Refuse a name the stores cannot keep (too long, or containing NUL)."""
+    from tripwright.errors import ConfigurationError
+
+    if len(value) > MAX_NAME or "\x00" in value:
+        raise ConfigurationError(
+            f"{what} {value[:40]!r}... is over {MAX_NAME} characters or has NUL"
+        )
+    return value

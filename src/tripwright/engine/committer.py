@@ -13,7 +13,7 @@ from collections import deque
 
 from tripwright.engine.records import Checkpoint
 from tripwright.engine.store.base import Store
-from tripwright.errors import LeaseLostError, StoreClosedError
+from tripwright.errors import LeaseLostError, StoreClosedError, StoreDataError
 
 __all__ = ["GroupCommitter"]
 
@@ -57,7 +57,15 @@ class GroupCommitter:
 
     async def _flush(self, batch: list[tuple[Checkpoint, asyncio.Future[None]]]) -> None:
         try:
-            outcomes = await self._store.commit([cp for cp, _ in batch])
+            try:
+                outcomes = await self._store.commit([cp for cp, _ in batch])
+            except StoreDataError:
+                if len(batch) == 1:
+                    raise
+                # One checkpoint holds a value the database refuses: commit them one by
+                # one, so that only its own run hears of it.
+                await self._one_by_one(batch)
+                return
         except BaseException as exc:
             for _, future in batch:
                 if future.done():
@@ -86,6 +94,26 @@ class GroupCommitter:
             self._inflight -= 1
             if not self._closed:
                 self._pump()
+
+    async def _one_by_one(self, batch: list[tuple[Checkpoint, asyncio.Future[None]]]) -> None:
+        for cp, future in batch:
+            try:
+                [ok] = await self._store.commit([cp])
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()
+                continue
+            self.transactions += 1
+            if future.done():
+                continue
+            if ok:
+                self.checkpoints += 1
+                future.set_result(None)
+            else:
+                future.set_exception(
+                    LeaseLostError("lease lost before checkpoint", run_id=cp.run_id)
+                )
 
     async def close(self) -> None:
         """Finish in-flight batches; refuse new checkpoints."""

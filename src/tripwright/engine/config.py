@@ -24,7 +24,9 @@ class EngineConfig:
     max_concurrency: int = 64
     claim_batch: int = 64
     max_batch: int = 512
-    shutdown_grace: float = 10.0
+    #: How long a stopping worker lets in-flight steps finish (default: a third of the
+    #: lease TTL, so no other worker takes a run that is still executing).
+    shutdown_grace: float | None = None
 
     def __post_init__(self) -> None:
         if self.lease_ttl <= 0 or self.heartbeat_interval <= 0 or self.poll_interval <= 0:
@@ -34,8 +36,18 @@ class EngineConfig:
                 f"heartbeat_interval ({self.heartbeat_interval}s) must be shorter than "
                 f"lease_ttl ({self.lease_ttl}s)"
             )
+        if self.shutdown_grace is not None and not 0 <= self.shutdown_grace < self.lease_ttl:
+            raise ConfigurationError(
+                f"shutdown_grace ({self.shutdown_grace}s) must be >= 0 and shorter than "
+                f"lease_ttl ({self.lease_ttl}s)"
+            )
         if self.max_concurrency < 1 or self.claim_batch < 1 or self.max_batch < 1:
             raise ConfigurationError("max_concurrency, claim_batch and max_batch must be >= 1")
+
+    @property
+    def grace(self) -> float:
+        """The shutdown grace period in effect."""
+        return self.lease_ttl / 3 if self.shutdown_grace is None else self.shutdown_grace
 
     def with_(self, **changes: float | int) -> EngineConfig:
         """A copy with some settings changed."""

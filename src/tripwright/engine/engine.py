@@ -118,6 +118,16 @@ class Engine:
             raise ConfigurationError("run_ids must match inputs one to one")
         if idempotency_keys is not None and len(idempotency_keys) != len(inputs):
             raise ConfigurationError("idempotency_keys must match inputs one to one")
+        for value, what in (
+            (correlation_id, "correlation id"),
+            (owner, "owner"),
+            *((key, "idempotency key") for key in (idempotency_keys or ())),
+            *((rid, "run id") for rid in (run_ids or ())),
+        ):
+            if value is not None:
+                codec.check_name(value, what)
+        if run_ids is not None and any(len(rid) > 64 for rid in run_ids):
+            raise ConfigurationError("a run id is at most 64 characters")
         base_context = context or {}
         codec.dumps(base_context, what="run context")
         now = self.clock.now()
@@ -175,6 +185,9 @@ class Engine:
 
         The same ``dedupe_key`` sent twice to one run queues one event.
         """
+        codec.check_name(name, "event name")
+        if dedupe_key is not None:
+            codec.check_name(dedupe_key, "dedupe key")
         encoded = codec.dumps(payload, what="event payload", run_id=run_id)
         now = self.clock.now()
         event_id = await self.store.send_event(

@@ -37,7 +37,14 @@ from tripwright.engine.records import (
 )
 from tripwright.engine.registry import FlowRegistry
 from tripwright.engine.store.base import Store, wait_match
-from tripwright.errors import ContextNotSerializableError, DefinitionError
+from tripwright.errors import (
+    ConfigurationError,
+    ContextNotSerializableError,
+    DefinitionError,
+    LeaseLostError,
+    StoreDataError,
+    StoreError,
+)
 
 __all__ = ["ExecutorStats", "RunExecutor", "idempotency_key"]
 
@@ -45,7 +52,7 @@ log = logging.getLogger("tripwright.engine")
 
 #: ``wait_names`` value that no event name matches (a plain sleep).
 _MATCH_NOTHING = "|"
-_ALWAYS_FINAL = (DefinitionError, ContextNotSerializableError)
+_ALWAYS_FINAL = (DefinitionError, ContextNotSerializableError, ConfigurationError)
 
 
 def idempotency_key(run_id: str, step: str, visit: int) -> str:
@@ -176,6 +183,21 @@ class RunExecutor:
         # columns unchanged lets PostgreSQL apply step checkpoints as HOT updates.
         due_anchor = run.due_at if run.due_at is not None else self._clock.now()
         while True:
+            if not flow.has_step(step):
+                await self._fail_outright(
+                    run,
+                    step,
+                    state,
+                    context_json,
+                    journal,
+                    lease_epoch,
+                    {
+                        "type": "DefinitionError",
+                        "message": f"step {step!r} is not in {flow.key} as deployed "
+                        f"(definition {flow.definition_hash[:12]})",
+                    },
+                )
+                return
             spec = flow.get_step(step)
             attempt = int(state.get("attempt", 1))
             visit = int(state["visits"].get(step, 0))
@@ -199,6 +221,7 @@ class RunExecutor:
                 outcome = await self._clock.run_with_timeout(spec.fn(ctx), spec.timeout)
                 outcome = _check_outcome(flow, step, outcome)
                 new_context = codec.dumps(ctx.context, what="run context", run_id=run.id)
+                final = _encode_final(outcome, run.id)
             except Exception as exc:
                 checkpoint, go_on = self._failed(
                     run,
@@ -282,7 +305,7 @@ class RunExecutor:
                 consumed_events=[event.id] if event is not None else [],
             )
             self.stats.steps_completed += 1
-            next_step = self._route(flow, step, outcome, checkpoint, state, journal, now)
+            next_step = self._route(flow, step, outcome, final, checkpoint, state, journal, now)
             checkpoint.state = codec.dumps(state)
             checkpoint.journal = journal.take()
             if not await self._commit(checkpoint, journal):
@@ -300,6 +323,7 @@ class RunExecutor:
         flow: Flow,
         step: str,
         outcome: Outcome | None,
+        final: str | None,
         cp: Checkpoint,
         state: dict[str, Any],
         journal: _Journal,
@@ -317,18 +341,14 @@ class RunExecutor:
         if isinstance(outcome, Complete):
             cp.status = RunStatus.COMPLETED
             cp.due_at = None
-            cp.result = codec.dumps(outcome.result, what="run result", run_id=cp.run_id)
+            cp.result = final
             journal.add(JournalKind.RUN_COMPLETED, step, now)
             self.stats.runs_completed += 1
             return None
         if isinstance(outcome, Fail):
             cp.status = RunStatus.FAILED
             cp.due_at = None
-            cp.error = codec.dumps(
-                {"type": "Fail", "message": outcome.reason, "details": outcome.details},
-                what="failure details",
-                run_id=cp.run_id,
-            )
+            cp.error = final
             journal.add(JournalKind.RUN_FAILED, step, now, reason=outcome.reason)
             self.stats.runs_failed += 1
             return None
@@ -467,16 +487,122 @@ class RunExecutor:
         await self._commit(cp, journal)
 
     async def _commit(self, cp: Checkpoint, journal: _Journal) -> bool:
-        from tripwright.errors import LeaseLostError
+        """Commit ``cp``; False if the lease was lost (the run is someone else's now).
 
-        try:
-            await self._committer.commit(cp)
-        except LeaseLostError:
-            self.stats.leases_lost += 1
-            log.info("lease lost; run %s left to its new owner", cp.run_id)
-            return False
+        A transient store error is retried. Because a commit can succeed and still report
+        an error (the connection died before the answer), each retry first reads the run:
+        if its journal already holds this checkpoint under our lease epoch, it committed.
+        A value the database rejects fails the run, with the database's reason.
+        """
+        delays = (0.05, 0.2, 0.5, 1.0, 2.0)
+        for attempt in range(len(delays) + 1):
+            try:
+                await self._committer.commit(cp)
+            except LeaseLostError:
+                self.stats.leases_lost += 1
+                log.info("lease lost; run %s left to its new owner", cp.run_id)
+                return False
+            except StoreDataError as exc:
+                if cp.status is RunStatus.FAILED and cp.error and "StoreDataError" in cp.error:
+                    raise
+                log.warning("run %s: the store rejected its checkpoint: %s", cp.run_id, exc)
+                return await self._commit(_rejected(cp, exc), journal)
+            except StoreError:
+                if attempt == len(delays):
+                    raise
+                await self._clock.sleep(delays[attempt])
+                try:
+                    current = await self._store.get_run(cp.run_id)
+                except StoreError:
+                    continue
+                if current.lease_epoch != cp.lease_epoch:
+                    self.stats.leases_lost += 1
+                    return False
+                last = cp.journal[-1].seq if cp.journal else None
+                if last is not None and current.journal_seq >= last:
+                    break  # it had committed; only the answer was lost
+                continue
+            break
         self.stats.by_status[cp.status.value] = self.stats.by_status.get(cp.status.value, 0) + 1
         return True
+
+    async def _fail_outright(
+        self,
+        run: RunRecord,
+        step: str | None,
+        state: dict[str, Any],
+        context_json: str,
+        journal: _Journal,
+        lease_epoch: int,
+        error: dict[str, Any],
+    ) -> None:
+        """Fail the run at once, outside any step (the engine cannot go on with it)."""
+        now = self._clock.now()
+        journal.add(JournalKind.RUN_FAILED, step, now, error=error)
+        cp = Checkpoint(
+            run_id=run.id,
+            lease_owner=self._worker_id,
+            lease_epoch=lease_epoch,
+            status=RunStatus.FAILED,
+            step=step,
+            state=codec.dumps(state),
+            context=context_json,
+            now=now,
+            lease_expires_at=None,
+            release=True,
+            error=codec.dumps(error),
+            journal=journal.take(),
+        )
+        self.stats.runs_failed += 1
+        await self._commit(cp, journal)
+
+
+def _rejected(cp: Checkpoint, exc: Exception) -> Checkpoint:
+    """A failure checkpoint replacing one the database refused (same journal numbers)."""
+    error = {"type": "StoreDataError", "message": str(exc)[:500], "step": cp.step}
+    first = cp.journal[0].seq if cp.journal else None
+    entries = []
+    if first is not None:
+        entry = cp.journal[0]
+        entries.append(
+            JournalEntry(
+                entry.run_id,
+                first,
+                JournalKind.RUN_FAILED.value,
+                cp.step,
+                cp.now,
+                {"error": error},
+                entry.correlation_id,
+            )
+        )
+    return Checkpoint(
+        run_id=cp.run_id,
+        lease_owner=cp.lease_owner,
+        lease_epoch=cp.lease_epoch,
+        status=RunStatus.FAILED,
+        step=cp.step,
+        state=cp.state if cp.state else "{}",
+        context=cp.context,
+        now=cp.now,
+        lease_expires_at=None,
+        release=True,
+        error=codec.dumps(error),
+        journal=entries,
+    )
+
+
+def _encode_final(outcome: Outcome | None, run_id: str) -> str | None:
+    """Encode a Complete result or a Fail reason now, inside the step: a value that cannot
+    be stored fails the step like any other error."""
+    if isinstance(outcome, Complete):
+        return codec.dumps(outcome.result, what="run result", run_id=run_id)
+    if isinstance(outcome, Fail):
+        return codec.dumps(
+            {"type": "Fail", "message": outcome.reason, "details": outcome.details},
+            what="failure details",
+            run_id=run_id,
+        )
+    return None
 
 
 def _check_outcome(flow: Flow, step: str, outcome: object) -> Outcome | None:

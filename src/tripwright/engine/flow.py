@@ -126,7 +126,11 @@ class Flow:
         default_retry: RetryPolicy | None = None,
         default_timeout: float | None = None,
     ) -> None:
-        if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        if (
+            not name
+            or len(name) > codec.MAX_NAME
+            or not name.replace("_", "").replace("-", "").replace(".", "").isalnum()
+        ):
             raise DefinitionError(f"invalid flow name {name!r}: use letters, digits, . _ -")
         if not version or "@" in version:
             raise DefinitionError(f"invalid flow version {version!r}", flow=name)
@@ -200,6 +204,8 @@ class Flow:
         """Register ``fn`` as the step ``name`` (the imperative twin of :meth:`step`)."""
         if not name:
             raise DefinitionError("a step needs a name", flow=self.name)
+        if len(name) > codec.MAX_NAME:
+            raise DefinitionError(f"step name over {codec.MAX_NAME} characters", flow=self.name)
         if name in self._steps:
             raise DefinitionError(f"duplicate step name {name!r}", flow=self.name, step=name)
         if not inspect.iscoroutinefunction(fn) and not callable(fn):
@@ -361,6 +367,11 @@ class StepContext:
         event_id: str | None = None,
     ) -> str:
         """Queue a message in the outbox; it commits with this step. Returns its id."""
+        codec.check_name(topic, "topic")
+        codec.check_name(type, "event type")
+        if subject is not None:
+            codec.check_name(subject, "subject")
+        codec.dumps(headers or {}, what="message headers", run_id=self.run_id)
         message_id = event_id or f"{self.idempotency_key}/{len(self._effects.outbox)}"
         self._effects.outbox.append(
             OutboxMessage(
@@ -387,6 +398,9 @@ class StepContext:
         (default: the timer's name). Returns the time it fires."""
         if (after is None) == (at is None):
             raise ConfigurationError("set_timer needs exactly one of after= or at=")
+        codec.check_name(name, "timer name")
+        if event is not None:
+            codec.check_name(event, "timer event name")
         fire_at = at if at is not None else self.clock.now() + (after or 0.0)
         self._effects.timers.append(
             NewEvent(
@@ -400,15 +414,16 @@ class StepContext:
 
     def cancel_timer(self, name: str) -> None:
         """Cancel every pending timer of this run called ``name``."""
-        self._effects.cancelled_timers.append(name)
+        self._effects.cancelled_timers.append(codec.check_name(name, "timer name"))
 
     def note(self, message: str, **data: Any) -> None:
         """Add a free-form note to the journal."""
-        self._effects.records.append((JournalKind.NOTE, {"message": message, **data}))
+        self.record(JournalKind.NOTE, message=message, **data)
 
     def record(self, kind: JournalKind, **data: Any) -> None:
         """Add a typed journal entry (compensation, transition, ...) committed with the step.
 
         Flow models use it to write their own history into the run's journal.
         """
+        codec.dumps(data, what=f"{kind.value} journal data", run_id=self.run_id)
         self._effects.records.append((kind, data))

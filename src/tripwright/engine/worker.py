@@ -17,7 +17,7 @@ from tripwright.engine.executor import ExecutorStats, RunExecutor
 from tripwright.engine.records import RunRecord
 from tripwright.engine.registry import FlowRegistry
 from tripwright.engine.store.base import Store
-from tripwright.errors import StoreError
+from tripwright.errors import StoreClosedError, StoreError
 
 __all__ = ["Worker"]
 
@@ -107,6 +107,8 @@ class Worker:
                 self._raise_crash()
                 try:
                     claimed = await self._fill()
+                except StoreClosedError:
+                    raise
                 except StoreError as exc:
                     log.warning("claim failed, retrying: %s", exc)
                     claimed = 0
@@ -116,15 +118,17 @@ class Worker:
                     continue
                 await self._idle(stop)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            await self.shutdown()
+            try:
+                await self.shutdown()  # heartbeats go on while in-flight steps finish
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Stop claiming, let in-flight steps finish for ``grace`` seconds, hand back leases."""
         self._accepting = False
-        grace = self.config.shutdown_grace if grace is None else grace
+        grace = self.config.grace if grace is None else grace
         if self._active:
             await asyncio.wait(list(self._active.values()), timeout=grace)
         leftover = list(self._active)

@@ -141,8 +141,15 @@ class Store(ABC):
         """Give leases back so another worker may take the runs at once."""
 
     @abstractmethod
-    async def next_due_at(self, flow_keys: Sequence[str]) -> float | None:
-        """The earliest time an active run becomes due, if any."""
+    async def next_due_at(
+        self, flow_keys: Sequence[str], *, include_leased: bool = False
+    ) -> float | None:
+        """The earliest time an unleased active run becomes due, if any.
+
+        With ``include_leased``, runs held by a worker count too, at the later of their due
+        time and their lease's end (simulations and tests use it to jump past a dead
+        worker's leases; it scans every active run, so workers do not).
+        """
 
     # -- checkpoints ------------------------------------------------------------------
     @abstractmethod

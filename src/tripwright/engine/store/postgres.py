@@ -40,6 +40,7 @@ from tripwright.errors import (
     RunNotFoundError,
     SchemaError,
     StoreClosedError,
+    StoreDataError,
     StoreError,
     TripwrightError,
 )
@@ -64,6 +65,10 @@ v AS (
     WITH ORDINALITY AS v(id, owner, epoch, status, step, state, context, result, error, now,
       due_at, wait_names, wait_deadline, seq, release, lease_expires, consumed, cancelled, idx)
 ),
+l AS MATERIALIZED (
+  -- Lock the batch's rows in id order, as heartbeats do, so the two never deadlock.
+  SELECT id FROM runs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+),
 u AS (
   UPDATE runs AS r SET status = v.status, step = v.step, state = v.state::jsonb,
     context = v.context::jsonb, result = v.result::jsonb, error = v.error::jsonb,
@@ -81,6 +86,7 @@ u AS (
                  AND position('|' || e.timer_name || '|' in v.cancelled) > 0))) END
   FROM v
   WHERE r.id = v.id AND r.lease_owner = v.owner AND r.lease_epoch = v.epoch
+    AND r.id IN (SELECT id FROM l)
   RETURNING v.idx::int AS idx, v.id, v.now, v.consumed, v.cancelled
 )"""
 _JOURNAL_CTE = """
@@ -125,6 +131,20 @@ k AS (
 )"""
 
 
+#: How a send wakes its run: a waiting run becomes due; a leased one (whatever its status
+#: says: a claimed waiting run still reads 'waiting') gets a hint that its next waiting
+#: checkpoint reads from the row it locks, newer than the statement's snapshot.
+#: Parameters: $1 the event's visible time, $2 the run id, $3 ``|name|``.
+WAKE_ON_SEND = """
+UPDATE runs SET
+  due_at = CASE WHEN status = 'waiting' AND (wait_names IS NULL
+    OR position($3 in wait_names) > 0) THEN LEAST(due_at, $1) ELSE due_at END,
+  event_hint = CASE WHEN lease_owner IS NOT NULL
+    THEN LEAST(COALESCE(event_hint, $1), $1) ELSE event_hint END
+WHERE id = $2
+"""
+
+
 class PostgresStore(Store):
     """Store on PostgreSQL, shared by any number of workers."""
 
@@ -156,6 +176,9 @@ class PostgresStore(Store):
             row = await pool.fetchval("SELECT version_num FROM alembic_version")
         except asyncpg.UndefinedTableError:
             row = None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await pool.close()
+            raise StoreError(f"cannot read the schema revision: {exc}") from exc
         if row != SCHEMA_REVISION:
             await pool.close()
             raise SchemaError(
@@ -182,6 +205,8 @@ class PostgresStore(Store):
                     yield conn
         except TripwrightError:
             raise
+        except asyncpg.DataError as exc:
+            raise StoreDataError(f"PostgreSQL rejected a value: {exc}") from exc
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StoreError(f"PostgreSQL error: {exc}") from exc
 
@@ -316,7 +341,8 @@ class PostgresStore(Store):
             return set()
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "UPDATE runs SET lease_expires_at=$1 WHERE lease_owner=$2 AND id = ANY($3::text[]) "
+                "UPDATE runs SET lease_expires_at=$1 WHERE id IN (SELECT id FROM runs "
+                "WHERE lease_owner=$2 AND id = ANY($3::text[]) ORDER BY id FOR UPDATE) "
                 "RETURNING id",
                 now + lease_ttl,
                 worker_id,
@@ -335,16 +361,27 @@ class PostgresStore(Store):
                 list(run_ids),
             )
 
-    async def next_due_at(self, flow_keys: Sequence[str]) -> float | None:
+    async def next_due_at(
+        self, flow_keys: Sequence[str], *, include_leased: bool = False
+    ) -> float | None:
         if not flow_keys:
             return None
+        if include_leased:
+            async with self._conn() as conn:
+                scanned = await conn.fetchval(
+                    "SELECT min(GREATEST(due_at, lease_expires_at)) FROM runs "
+                    f"WHERE due_at IS NOT NULL AND status IN {_ACTIVE} "
+                    "AND flow_key = ANY($1::text[])",
+                    list(flow_keys),
+                )
+            return None if scanned is None else float(scanned)
         async with self._conn() as conn:
+            # Leased runs are someone's: they are skipped (a dead worker's are found by
+            # the next poll after their lease ends). Walks the due_at index.
             value = await conn.fetchval(
-                # A run leased by a live worker is not due for anyone else before its lease
-                # ends (GREATEST ignores a NULL lease).
-                "SELECT min(GREATEST(due_at, lease_expires_at)) "
-                f"FROM runs WHERE due_at IS NOT NULL AND status IN {_ACTIVE} "
-                "AND flow_key = ANY($1::text[])",
+                "SELECT due_at FROM runs WHERE due_at IS NOT NULL AND lease_owner IS NULL "
+                f"AND status IN {_ACTIVE} AND flow_key = ANY($1::text[]) "
+                "ORDER BY due_at LIMIT 1",
                 list(flow_keys),
             )
         return None if value is None else float(value)
@@ -400,19 +437,7 @@ class PostgresStore(Store):
                         dedupe_key,
                     )
                 )
-            # A waiting run becomes due; a leased one gets a hint its next waiting
-            # checkpoint reads from the row it locks (see the checkpoint statement).
-            await conn.execute(
-                "UPDATE runs SET "
-                "due_at = CASE WHEN status = 'waiting' AND (wait_names IS NULL "
-                "  OR position($3 in wait_names) > 0) THEN LEAST(due_at, $1) ELSE due_at END, "
-                "event_hint = CASE WHEN status <> 'waiting' "
-                "  THEN LEAST(COALESCE(event_hint, $1), $1) ELSE event_hint END "
-                "WHERE id=$2",
-                at,
-                run_id,
-                f"|{name}|",
-            )
+            await conn.execute(WAKE_ON_SEND, at, run_id, f"|{name}|")
             return int(event_id)
 
     async def next_event(

@@ -105,7 +105,12 @@ class SQLiteStore(Store):
             return
         self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tripwright-sqlite")
-        await self._call(self._connect)
+        try:
+            await self._call(self._connect)
+        except BaseException:
+            executor, self._executor = self._executor, None
+            executor.shutdown(wait=False)
+            raise
 
     def _connect(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -304,20 +309,34 @@ class SQLiteStore(Store):
         if ids:
             await self._call(self._tx, body)
 
-    async def next_due_at(self, flow_keys: Sequence[str]) -> float | None:
+    async def next_due_at(
+        self, flow_keys: Sequence[str], *, include_leased: bool = False
+    ) -> float | None:
         if not flow_keys:
             return None
         marks = ",".join("?" * len(flow_keys))
+        if include_leased:
+            leased_sql = (
+                "SELECT MIN(CASE WHEN lease_expires_at > due_at THEN lease_expires_at "
+                f"ELSE due_at END) FROM runs WHERE due_at IS NOT NULL AND status IN {_ACTIVE} "
+                f"AND flow_key IN ({marks})"
+            )
+
+            def scan() -> float | None:
+                value = self._db.execute(leased_sql, tuple(flow_keys)).fetchone()[0]
+                return None if value is None else float(value)
+
+            return await self._call(scan)
+        # Leased runs are someone's: they are skipped (a dead worker's are found by the
+        # next poll after their lease ends). Walks the due_at index.
         sql = (
-            # A run leased by a live worker is not due for anyone else before its lease ends.
-            "SELECT MIN(CASE WHEN lease_expires_at > due_at THEN lease_expires_at ELSE due_at END) "
-            f"FROM runs WHERE due_at IS NOT NULL AND status IN {_ACTIVE} "
-            f"AND flow_key IN ({marks})"
+            "SELECT due_at FROM runs WHERE due_at IS NOT NULL AND lease_owner IS NULL "
+            f"AND status IN {_ACTIVE} AND flow_key IN ({marks}) ORDER BY due_at LIMIT 1"
         )
 
         def run() -> float | None:
-            value = self._db.execute(sql, tuple(flow_keys)).fetchone()[0]
-            return None if value is None else float(value)
+            row = self._db.execute(sql, tuple(flow_keys)).fetchone()
+            return None if row is None else float(row[0])
 
         return await self._call(run)
 

@@ -49,6 +49,10 @@ def parse_store_url(url: str) -> StoreURL:
         return StoreURL("sqlite", url, path)
     if scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
         rest = url.split("://", 1)[1]
+        try:
+            urlsplit(url).port  # noqa: B018 - parsing is the check
+        except ValueError as exc:
+            raise ConfigurationError(f"bad PostgreSQL URL {url!r}: {exc}") from None
         return StoreURL("postgresql", f"postgresql://{rest}")
     raise ConfigurationError(
         f"unsupported store URL scheme {scheme!r} in {url!r}: use sqlite:// or postgresql://"
