@@ -49,6 +49,7 @@ from hypothesis.stateful import (
 from tests.conftest import _truncate
 from tests.helpers import assert_eventually, assert_gapless, drive
 from tripwright.engine import (
+    Checkpoint,
     Engine,
     EngineConfig,
     Flow,
@@ -239,6 +240,48 @@ class EngineMachine(RuleBasedStateMachine):
             # as a dead process runs no more code. Let their cancellation settle.
             self._run(_bury_the_dead())
             self.worker = self._new_worker()
+
+    @rule()
+    def stall_and_steal(self) -> None:
+        """The current worker stalls just before a checkpoint, past its lease; another worker
+        takes the run over and finishes the step; the stalled checkpoint is then refused."""
+        self._run(self._stall_and_steal())
+
+    async def _stall_and_steal(self) -> None:
+        stalled = self.worker
+        gate, entered = asyncio.Event(), asyncio.Event()
+        commit = stalled.committer.commit
+
+        async def held_commit(checkpoint: Checkpoint) -> None:
+            if not gate.is_set():
+                entered.set()
+                await gate.wait()
+            await commit(checkpoint)
+
+        stalled.committer.commit = held_commit  # type: ignore[method-assign]
+        work = asyncio.ensure_future(drive(stalled, self.clock))
+        waiting = asyncio.ensure_future(entered.wait())
+        await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        thief_crashed = False
+        if entered.is_set():
+            event("a worker stalled before a checkpoint")
+            await self.clock.advance(CONFIG.lease_ttl + 1)  # its lease runs out meanwhile
+            self.worker = self._new_worker()
+            try:
+                await drive(self.worker, self.clock)
+            except Crash:
+                thief_crashed = True
+        gate.set()
+        try:
+            await work
+        except Crash:
+            thief_crashed = True
+        if thief_crashed:
+            await _bury_the_dead()
+            self.worker = self._new_worker()
+        if stalled.stats.leases_lost:
+            event("a stale checkpoint was fenced out")
 
     @rule(seconds=st.floats(min_value=0.1, max_value=3 * CONFIG.lease_ttl))
     def advance_clock(self, seconds: float) -> None:
