@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import asyncpg
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.engine_throughput import PG_DB, _ensure_pg_db
 from tripwright.engine import (
     Complete,
     Engine,
@@ -39,8 +39,6 @@ from tripwright.engine import (
     StepContext,
 )
 from tripwright.engine.store import create_store, upgrade
-
-PG_BASE = "postgresql://postgres@127.0.0.1:5432"
 
 
 def timer_flow() -> Flow:
@@ -57,29 +55,12 @@ def timer_flow() -> Flow:
     return flow
 
 
-async def _pg_url(name: str) -> str:
-    admin = await asyncpg.connect(f"{PG_BASE}/postgres")
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = f"{PG_BASE}/{name}"
-    await asyncio.to_thread(upgrade, url)
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("TRUNCATE runs, journal, run_events, outbox RESTART IDENTITY")
-    finally:
-        await conn.close()
-    return url
-
-
 async def measure(store_kind: str, runs: int, lead: float, spread: float) -> dict[str, float]:
     if store_kind == "sqlite":
         url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='tripwright-timers-')) / 't.db'}"
         await asyncio.to_thread(upgrade, url)
     else:
-        url = await _pg_url("tripwright_bench")
+        url = await _ensure_pg_db(PG_DB)
     flow = timer_flow()
     store = create_store(url)
     await store.open()
