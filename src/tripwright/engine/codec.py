@@ -9,7 +9,7 @@ from typing import Any
 
 from tripwright.errors import ContextNotSerializableError
 
-__all__ = ["MAX_NAME", "check_name", "dumps", "loads"]
+__all__ = ["MAX_NAME", "check_name", "dumps", "loads", "safe_text"]
 
 #: Longest name (step, timer, topic, event type, correlation id, ...) the stores keep.
 MAX_NAME = 200
@@ -27,6 +27,11 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=F
 _DECODER = json.JSONDecoder()
 # An escaped NUL: "\u0000" not itself preceded by an escaped backslash.
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# An escaped surrogate that is not half of a pair.
+_LONE_SURROGATE = re.compile(
+    r"(?<!\\)(?:\\\\)*(?:\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})"
+    r"|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2})"
+)
 
 
 def dumps(value: Any, *, what: str = "value", run_id: str | None = None) -> str:
@@ -39,6 +44,11 @@ def dumps(value: Any, *, what: str = "value", run_id: str | None = None) -> str:
         raise ContextNotSerializableError(
             f"{what} is not JSON-serialisable{where}: {exc}", run_id=run_id
         ) from exc
+    if "\\ud" in text and _LONE_SURROGATE.search(text):
+        raise ContextNotSerializableError(
+            f"{what} contains a lone UTF-16 surrogate, which is not valid text",
+            run_id=run_id,
+        )
     if "\\u0000" in text and _NUL.search(text):
         # PostgreSQL's jsonb cannot store NUL; refuse it on every store alike.
         raise ContextNotSerializableError(
@@ -84,3 +94,12 @@ def check_name(value: str, what: str) -> str:
             f"{what} {value[:40]!r}... is over {MAX_NAME} characters or has NUL"
         )
     return value
+
+
+def safe_text(value: object, limit: int = 1000) -> str:
+    """``str(value)`` made storable: no NUL, no lone surrogate, at most ``limit`` chars.
+
+    For texts the engine did not write itself (exception messages) that go into runs.
+    """
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00")[:limit]

@@ -13,7 +13,12 @@ from collections import deque
 
 from tripwright.engine.records import Checkpoint
 from tripwright.engine.store.base import Store
-from tripwright.errors import LeaseLostError, StoreClosedError, StoreDataError
+from tripwright.errors import (
+    ContextNotSerializableError,
+    LeaseLostError,
+    StoreClosedError,
+    StoreDataError,
+)
 
 __all__ = ["GroupCommitter"]
 
@@ -59,7 +64,7 @@ class GroupCommitter:
         try:
             try:
                 outcomes = await self._store.commit([cp for cp, _ in batch])
-            except StoreDataError:
+            except (StoreDataError, ContextNotSerializableError):
                 if len(batch) == 1:
                     raise
                 # One checkpoint holds a value the database refuses: commit them one by

@@ -236,12 +236,14 @@ class Engine:
                 )
             state = dict(run.state)
             previous = RunStatus(state.pop("paused_from", RunStatus.RUNNING.value))
+            # A waiting run re-checks its queue at once; others keep their due time (a
+            # retry backoff still applies).
+            due = now if previous is RunStatus.WAITING or run.due_at is None else run.due_at
             return ControlChange(
                 status=previous,
                 step=run.step,
                 state=state,
-                # A waiting run re-checks its queue at once; others are due now.
-                due_at=now,
+                due_at=due,
                 error=None,
                 journal_kind=JournalKind.RUN_RESUMED,
                 journal_data={"to": previous.value},
@@ -262,7 +264,9 @@ class Engine:
                     run_id=run.id,
                     flow=run.flow_name,
                 )
-            state = {k: v for k, v in run.state.items() if k not in ("attempt", "resume")}
+            # A fresh set of attempts; the event the failed step was given (``resume``)
+            # is handed to it again.
+            state = {k: v for k, v in run.state.items() if k not in ("attempt", "failure", "wait")}
             return ControlChange(
                 status=RunStatus.RUNNING,
                 step=run.step,

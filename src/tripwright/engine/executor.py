@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ from tripwright.errors import (
     ContextNotSerializableError,
     DefinitionError,
     LeaseLostError,
+    StoreClosedError,
     StoreDataError,
     StoreError,
 )
@@ -199,6 +201,8 @@ class RunExecutor:
                 )
                 return
             spec = flow.get_step(step)
+            # What the run was before this step, to fall back to if the store refuses it.
+            before = _Before(step, context_json, codec.dumps(state))
             attempt = int(state.get("attempt", 1))
             visit = int(state["visits"].get(step, 0))
             ctx = StepContext(
@@ -236,7 +240,7 @@ class RunExecutor:
                     event,
                     lease_epoch,
                 )
-                if not await self._commit(checkpoint, journal):
+                if not await self._commit(checkpoint, journal, before):
                     return
                 if not go_on:
                     return
@@ -308,7 +312,7 @@ class RunExecutor:
             next_step = self._route(flow, step, outcome, final, checkpoint, state, journal, now)
             checkpoint.state = codec.dumps(state)
             checkpoint.journal = journal.take()
-            if not await self._commit(checkpoint, journal):
+            if not await self._commit(checkpoint, journal, before):
                 return
             context_json = new_context
             if next_step is None:
@@ -400,7 +404,7 @@ class RunExecutor:
         """The checkpoint after a failed attempt, and whether to continue in-process."""
         now = self._clock.now()
         spec = flow.get_step(step)
-        error = {"type": type(exc).__name__, "message": str(exc)}
+        error = {"type": type(exc).__name__, "message": codec.safe_text(exc)}
         cp = Checkpoint(
             run_id=run.id,
             lease_owner=self._worker_id,
@@ -434,8 +438,8 @@ class RunExecutor:
             JournalKind.STEP_FAILED, step, now, attempts=attempt, error=error, started=started
         )
         state.pop("attempt", None)
-        state.pop("resume", None)
         if spec.on_failure is not None:
+            state.pop("resume", None)
             state["failure"] = {"step": step, "error": error, "attempts": attempt}
             cp.step = spec.on_failure
             cp.release = False
@@ -450,8 +454,8 @@ class RunExecutor:
         cp.status = RunStatus.FAILED
         cp.error = codec.dumps({**error, "step": step, "attempts": attempt})
         cp.due_at = None
-        if event is not None:
-            cp.consumed_events = [event.id]
+        # The event the step was given stays queued (and named in the state): a retry of
+        # the run hands it to the step again.
         cp.state = codec.dumps(state)
         cp.journal = journal.take()
         self.stats.runs_failed += 1
@@ -484,15 +488,17 @@ class RunExecutor:
             release=True,
             journal=journal.take(),
         )
-        await self._commit(cp, journal)
+        await self._commit(cp, journal, _Before(run.step, context_json, cp.state))
 
-    async def _commit(self, cp: Checkpoint, journal: _Journal) -> bool:
-        """Commit ``cp``; False if the lease was lost (the run is someone else's now).
+    async def _commit(self, cp: Checkpoint, journal: _Journal, before: _Before) -> bool:
+        """Commit ``cp``; True if the run goes on with it, False if execution stops here
+        (the lease was lost, or the store refused the checkpoint and the run was failed).
 
         A transient store error is retried. Because a commit can succeed and still report
         an error (the connection died before the answer), each retry first reads the run:
         if its journal already holds this checkpoint under our lease epoch, it committed.
-        A value the database rejects fails the run, with the database's reason.
+        A checkpoint the store refuses is replaced by one that fails the run, as it was
+        before the step (``before``), with the store's reason.
         """
         delays = (0.05, 0.2, 0.5, 1.0, 2.0)
         for attempt in range(len(delays) + 1):
@@ -502,11 +508,15 @@ class RunExecutor:
                 self.stats.leases_lost += 1
                 log.info("lease lost; run %s left to its new owner", cp.run_id)
                 return False
-            except StoreDataError as exc:
-                if cp.status is RunStatus.FAILED and cp.error and "StoreDataError" in cp.error:
+            except StoreClosedError:
+                raise
+            except (StoreDataError, ContextNotSerializableError) as exc:
+                if cp.rejection:
                     raise
-                log.warning("run %s: the store rejected its checkpoint: %s", cp.run_id, exc)
-                return await self._commit(_rejected(cp, exc), journal)
+                log.warning("run %s: the store refused its checkpoint: %s", cp.run_id, exc)
+                self.stats.runs_failed += 1
+                await self._commit(_rejected(cp, exc, before, journal), journal, before)
+                return False
             except StoreError:
                 if attempt == len(delays):
                     raise
@@ -554,40 +564,51 @@ class RunExecutor:
             journal=journal.take(),
         )
         self.stats.runs_failed += 1
-        await self._commit(cp, journal)
+        await self._commit(cp, journal, _Before(step, context_json, cp.state))
 
 
-def _rejected(cp: Checkpoint, exc: Exception) -> Checkpoint:
-    """A failure checkpoint replacing one the database refused (same journal numbers)."""
-    error = {"type": "StoreDataError", "message": str(exc)[:500], "step": cp.step}
-    first = cp.journal[0].seq if cp.journal else None
-    entries = []
-    if first is not None:
-        entry = cp.journal[0]
-        entries.append(
-            JournalEntry(
-                entry.run_id,
-                first,
-                JournalKind.RUN_FAILED.value,
-                cp.step,
-                cp.now,
-                {"error": error},
-                entry.correlation_id,
-            )
-        )
+@dataclass(frozen=True, slots=True)
+class _Before:
+    """A run as it was before a step: what a refused checkpoint falls back to."""
+
+    step: str | None
+    context: str
+    state: str
+
+
+def _rejected(cp: Checkpoint, exc: Exception, before: _Before, journal: _Journal) -> Checkpoint:
+    """A checkpoint failing the run, as it was before the step, in place of one the store
+    refused; its journal entry takes the refused entries' place in the sequence."""
+    error = {
+        "type": "StoreDataError",
+        "message": codec.safe_text(exc, 500),
+        "step": before.step,
+    }
+    seq = cp.journal[0].seq if cp.journal else journal.seq + 1
+    journal.seq = seq
+    entry = JournalEntry(
+        cp.run_id,
+        seq,
+        JournalKind.RUN_FAILED.value,
+        before.step,
+        cp.now,
+        {"error": error},
+        journal.correlation_id,
+    )
     return Checkpoint(
         run_id=cp.run_id,
         lease_owner=cp.lease_owner,
         lease_epoch=cp.lease_epoch,
         status=RunStatus.FAILED,
-        step=cp.step,
-        state=cp.state if cp.state else "{}",
-        context=cp.context,
+        step=before.step,
+        state=before.state,
+        context=before.context,
         now=cp.now,
         lease_expires_at=None,
         release=True,
         error=codec.dumps(error),
-        journal=entries,
+        journal=[entry],
+        rejection=True,
     )
 
 
@@ -619,6 +640,28 @@ def _check_outcome(flow: Flow, step: str, outcome: object) -> Outcome | None:
         raise DefinitionError(
             f"Goto names unknown step {outcome.step!r}", flow=flow.name, step=step
         )
+    if isinstance(outcome, Sleep):
+        for value in (outcome.seconds, outcome.until):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise DefinitionError(
+                    f"Sleep needs a finite, non-negative time, not {value!r}",
+                    flow=flow.name,
+                    step=step,
+                )
+    if isinstance(outcome, WaitEvent):
+        if outcome.timeout is not None and not (
+            math.isfinite(outcome.timeout) and outcome.timeout >= 0
+        ):
+            raise DefinitionError(
+                f"WaitEvent timeout must be finite and >= 0, not {outcome.timeout!r}",
+                flow=flow.name,
+                step=step,
+            )
+        for name in outcome.names:
+            if "|" in codec.check_name(name, "event name"):
+                raise DefinitionError(
+                    f"event name {name!r} may not contain '|'", flow=flow.name, step=step
+                )
     if isinstance(outcome, Sleep | WaitEvent):
         then = outcome.then or flow.next_after(step)
         if then is None or not flow.has_step(then):

@@ -192,6 +192,8 @@ class Checkpoint:
     timers: list[NewEvent] = field(default_factory=list)
     cancelled_timers: list[str] = field(default_factory=list)
     consumed_events: list[int] = field(default_factory=list)
+    #: This checkpoint fails the run in place of one the store refused.
+    rejection: bool = False
 
 
 @dataclass(slots=True)
