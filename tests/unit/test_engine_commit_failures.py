@@ -15,6 +15,7 @@ from tripwright.engine import (
     Flow,
     Goto,
     Outcome,
+    RetryPolicy,
     RunStatus,
     Sleep,
     StepContext,
@@ -44,6 +45,8 @@ async def _rounds(engine: Engine, clock: VirtualClock, n: int = 3) -> None:
         pytest.param(WaitEvent(("go",), timeout=float("inf"), then="b"), id="wait-inf"),
         pytest.param(WaitEvent(("go\x00",), then="b"), id="wait-name-nul"),
         pytest.param(WaitEvent(("a|b",), then="b"), id="wait-name-bar"),
+        pytest.param(WaitEvent(("go\ud800",), then="b"), id="wait-name-surrogate"),
+        pytest.param(Sleep(seconds="soon", then="b"), id="sleep-not-a-number"),  # type: ignore[arg-type]
     ],
 )
 async def test_bad_outcome_parameters_fail_the_run_once(
@@ -190,3 +193,36 @@ async def test_an_ambiguous_commit_is_recognised_not_repeated(
     assert calls == ["a", "b", "c"]
     assert after.status is RunStatus.COMPLETED
     assert after.result is True
+
+
+async def test_retry_of_a_failed_handler_gives_it_the_failure_again(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A failure handler that itself failed sees the same ctx.failure when retried."""
+    seen: list[object] = []
+    fixed = {"on": False}
+    flow = Flow("handler.retry", default_retry=RetryPolicy(max_attempts=1))
+
+    @flow.step(on_failure="undo")
+    async def book(ctx: StepContext) -> None:
+        raise ValueError("boom")
+
+    @flow.step
+    async def undo(ctx: StepContext) -> Complete:
+        seen.append(ctx.failure)
+        if not fixed["on"]:
+            raise RuntimeError("undo broke")
+        return Complete(ctx.failure)
+
+    engine = make_engine(flow)
+    run = await engine.start("handler.retry")
+    await _rounds(engine, clock, 1)
+    failed = await engine.get(run.id)
+    assert failed.status is RunStatus.FAILED
+    assert failed.step == "undo"
+    fixed["on"] = True
+    await engine.retry(run.id)
+    await _rounds(engine, clock, 1)
+    assert seen[0] is not None
+    assert seen[1] == seen[0]
+    assert (await engine.get(run.id)).status is RunStatus.COMPLETED

@@ -129,6 +129,11 @@ def test_codec_round_trips_json_and_names_the_bad_path() -> None:
         dumps({"items": [1, {1, 2}]}, what="run context")
     with pytest.raises(ContextNotSerializableError):
         dumps({"x": float("nan")})
+    for bad in ("a\x00b", "x\ud800", "\\ud83d" + "\ude00", "\udc00"):
+        with pytest.raises(ContextNotSerializableError):
+            dumps({"s": bad})
+    for good in ("\\ud800", "\\u0000", "😀", "\\😀", "plain"):
+        assert loads(dumps({"s": good})) == {"s": good}
 
 
 def test_store_urls_are_parsed_or_rejected() -> None:

@@ -27,11 +27,19 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default, allow_nan=F
 _DECODER = json.JSONDecoder()
 # An escaped NUL: "\u0000" not itself preceded by an escaped backslash.
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-# An escaped surrogate that is not half of a pair.
-_LONE_SURROGATE = re.compile(
-    r"(?<!\\)(?:\\\\)*(?:\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f][0-9a-f]{2})"
-    r"|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2})"
+# Without ASCII escapes, a lone surrogate cannot be encoded as UTF-8: an exact test.
+_UNESCAPED = json.JSONEncoder(
+    separators=(",", ":"), default=_default, allow_nan=False, ensure_ascii=False
 )
+
+
+def _surrogates_pair(value: Any) -> bool:
+    """Whether every UTF-16 surrogate in ``value`` is half of a pair (valid text)."""
+    try:
+        _UNESCAPED.encode(value).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def dumps(value: Any, *, what: str = "value", run_id: str | None = None) -> str:
@@ -44,7 +52,7 @@ def dumps(value: Any, *, what: str = "value", run_id: str | None = None) -> str:
         raise ContextNotSerializableError(
             f"{what} is not JSON-serialisable{where}: {exc}", run_id=run_id
         ) from exc
-    if "\\ud" in text and _LONE_SURROGATE.search(text):
+    if "\\ud" in text and not _surrogates_pair(value):
         raise ContextNotSerializableError(
             f"{what} contains a lone UTF-16 surrogate, which is not valid text",
             run_id=run_id,
@@ -101,5 +109,9 @@ def safe_text(value: object, limit: int = 1000) -> str:
 
     For texts the engine did not write itself (exception messages) that go into runs.
     """
-    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    try:
+        text = str(value)
+    except Exception:  # a broken __str__ must not stop the error from being recorded
+        text = f"<{type(value).__name__} whose text cannot be read>"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text.replace("\x00", "\\x00")[:limit]

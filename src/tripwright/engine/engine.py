@@ -264,9 +264,9 @@ class Engine:
                     run_id=run.id,
                     flow=run.flow_name,
                 )
-            # A fresh set of attempts; the event the failed step was given (``resume``)
-            # is handed to it again.
-            state = {k: v for k, v in run.state.items() if k not in ("attempt", "failure", "wait")}
+            # A fresh set of attempts; the event the failed step was given (``resume``) is
+            # handed to it again, and a failure handler sees its ``failure`` again.
+            state = {k: v for k, v in run.state.items() if k not in ("attempt", "wait")}
             return ControlChange(
                 status=RunStatus.RUNNING,
                 step=run.step,

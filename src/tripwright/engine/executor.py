@@ -203,6 +203,7 @@ class RunExecutor:
             spec = flow.get_step(step)
             # What the run was before this step, to fall back to if the store refuses it.
             before = _Before(step, context_json, codec.dumps(state))
+            before_seq = journal.seq
             attempt = int(state.get("attempt", 1))
             visit = int(state["visits"].get(step, 0))
             ctx = StepContext(
@@ -246,6 +247,8 @@ class RunExecutor:
                     return
                 assert checkpoint.step is not None
                 step = checkpoint.step
+                event = None  # the failed step's event was consumed with its failure
+                timed_out = False
                 continue
 
             now = self._clock.now()
@@ -309,8 +312,24 @@ class RunExecutor:
                 consumed_events=[event.id] if event is not None else [],
             )
             self.stats.steps_completed += 1
-            next_step = self._route(flow, step, outcome, final, checkpoint, state, journal, now)
-            checkpoint.state = codec.dumps(state)
+            try:
+                next_step = self._route(flow, step, outcome, final, checkpoint, state, journal, now)
+                checkpoint.state = codec.dumps(state)
+            except (ContextNotSerializableError, DefinitionError) as exc:
+                # Nothing a step produced should get here (outcomes are checked inside the
+                # step); if it does, fail the run as it was rather than retry it forever.
+                journal.take()
+                journal.seq = before_seq
+                await self._fail_outright(
+                    run,
+                    before.step,
+                    codec.loads(before.state),
+                    before.context,
+                    journal,
+                    lease_epoch,
+                    {"type": type(exc).__name__, "message": codec.safe_text(exc)},
+                )
+                return
             checkpoint.journal = journal.take()
             if not await self._commit(checkpoint, journal, before):
                 return
@@ -642,23 +661,22 @@ def _check_outcome(flow: Flow, step: str, outcome: object) -> Outcome | None:
         )
     if isinstance(outcome, Sleep):
         for value in (outcome.seconds, outcome.until):
-            if value is not None and not (math.isfinite(value) and value >= 0):
+            if value is not None and not _finite_time(value):
                 raise DefinitionError(
                     f"Sleep needs a finite, non-negative time, not {value!r}",
                     flow=flow.name,
                     step=step,
                 )
     if isinstance(outcome, WaitEvent):
-        if outcome.timeout is not None and not (
-            math.isfinite(outcome.timeout) and outcome.timeout >= 0
-        ):
+        if outcome.timeout is not None and not _finite_time(outcome.timeout):
             raise DefinitionError(
                 f"WaitEvent timeout must be finite and >= 0, not {outcome.timeout!r}",
                 flow=flow.name,
                 step=step,
             )
+        codec.dumps(list(outcome.names), what="event names")
         for name in outcome.names:
-            if "|" in codec.check_name(name, "event name"):
+            if not isinstance(name, str) or "|" in codec.check_name(name, "event name"):
                 raise DefinitionError(
                     f"event name {name!r} may not contain '|'", flow=flow.name, step=step
                 )
@@ -675,6 +693,15 @@ def _check_outcome(flow: Flow, step: str, outcome: object) -> Outcome | None:
                 "Sleep needs exactly one of seconds= or until=", flow=flow.name, step=step
             )
     return outcome
+
+
+def _finite_time(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
 
 
 def _describe(outcome: Outcome | None) -> dict[str, Any]:
