@@ -316,3 +316,121 @@ async def test_saga_survives_a_crash_between_steps(
     assert (await engine.get(run.id)).status is RunStatus.COMPLETED
     assert [n for _, n, _ in p.calls] == ["flight", "hotel", "hotel"]
     assert len({k for _, n, k in p.calls if n == "hotel"}) == 1
+
+
+async def test_a_saga_waits_for_a_signal_and_keeps_its_payload(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A wait step parks the saga until its event arrives; the payload is its result."""
+    p = Provider()
+    saga = Saga("pay", default_retry=ONCE)
+    saga.step("hold", p.action("hold"), compensate=p.undo("hold"))
+    saga.wait("payment", "payment.received", timeout=900)
+    saga.step("ticket", p.action("ticket"), pivot=True)
+    engine = make_engine(saga.to_flow())
+    run_id = (await engine.start("pay")).id
+    await settle_until_waiting(engine, engine.worker(), clock, run_id)
+    await clock.advance(60)
+    await engine.send(run_id, "payment.received", {"amount": "120.00"})
+    await settle(engine, engine.worker(), clock)
+    done = await engine.get(run_id)
+    assert done.status is RunStatus.COMPLETED
+    assert done.result["results"]["payment"] == {"amount": "120.00"}
+    assert p.done() == ["hold", "ticket"]
+
+
+async def test_a_signal_that_never_comes_compensates_before_the_pivot(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A wait that times out before the pivot undoes what the saga holds."""
+    p = Provider()
+    saga = Saga("pay", default_retry=ONCE)
+    saga.step("hold", p.action("hold"), compensate=p.undo("hold"))
+    saga.wait("payment", "payment.received", timeout=900)
+    saga.step("ticket", p.action("ticket"), pivot=True)
+    engine, run_id = await run_saga(make_engine, clock, saga)
+    failed = await engine.get(run_id)
+    assert failed.status is RunStatus.FAILED
+    assert p.undone() == ["hold"]
+    assert "no 'payment.received' within 900s" in str(failed.error)
+
+
+async def test_an_expired_hold_compensates_the_saga(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A hold whose deadline passes before the pivot makes the saga compensate, even
+    while it waits for a signal; the deadline is a durable timer."""
+    p = Provider()
+    saga = Saga("fare", default_retry=ONCE)
+    saga.step("fare", p.action("fare"), compensate=p.undo("fare"), deadline=600)
+    saga.wait("approval", "approved")
+    saga.step("ticket", p.action("ticket"), pivot=True)
+    engine, run_id = await run_saga(make_engine, clock, saga)
+    failed = await engine.get(run_id)
+    assert failed.status is RunStatus.FAILED
+    assert failed.error is not None
+    assert failed.error["details"]["failure"]["error"]["type"] == "DeadlineExpired"
+    assert p.undone() == ["fare"]
+    assert p.done() == ["fare"]
+
+
+async def test_reaching_the_pivot_in_time_cancels_the_deadline(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A saga that passes its pivot before a hold expires completes; the timer is gone."""
+    p = Provider()
+    saga = Saga("fare", default_retry=ONCE)
+    saga.step("fare", p.action("fare"), compensate=p.undo("fare"), deadline=600)
+    saga.wait("approval", "approved")
+    saga.step("ticket", p.action("ticket"), pivot=True)
+    engine = make_engine(saga.to_flow())
+    run = await engine.start("fare")
+    worker = engine.worker()
+    await settle_until_waiting(engine, worker, clock, run.id)
+    await engine.send(run.id, "approved")
+    await settle(engine, worker, clock)
+    assert (await engine.get(run.id)).status is RunStatus.COMPLETED
+    assert p.undone() == []
+    assert await engine.store.pending_events(run.id) == []
+
+
+async def settle_until_waiting(
+    engine: Engine, worker: Any, clock: VirtualClock, run_id: str
+) -> None:
+    """Run the worker (without moving time) until the run waits."""
+    for _ in range(10):
+        await worker.run_until_idle()
+        if (await engine.get(run_id)).status is RunStatus.WAITING:
+            return
+    raise AssertionError("the run never waited")
+
+
+def test_a_deadline_shorter_than_the_step_timeout_is_an_error() -> None:
+    """A hold that expires before its step may even finish is refused."""
+    p = Provider()
+    saga = Saga("bad")
+    saga.step("fare", p.action("fare"), compensate=p.undo("fare"), timeout=60, deadline=30)
+    with pytest.raises(DefinitionError, match="deadline 30s is not longer"):
+        saga.to_flow()
+
+
+async def test_a_post_pivot_wait_that_times_out_is_parked_and_can_wait_again(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """After the pivot a wait that times out parks the run; `saga.retry` waits again."""
+    p = Provider()
+    saga = Saga("late", default_retry=ONCE)
+    saga.step("ticket", p.action("ticket"), pivot=True)
+    saga.wait("feedback", "rated", timeout=60)
+    engine, run_id = await run_saga(make_engine, clock, saga)
+    parked = await engine.get(run_id)
+    assert parked.status is RunStatus.WAITING
+    assert parked.context["saga"]["attention"]["step"] == "got:feedback"
+    await engine.send(run_id, "saga.retry")
+    worker = engine.worker()
+    await worker.run_until_idle()
+    await engine.send(run_id, "rated", 5)
+    await settle(engine, worker, clock)
+    done = await engine.get(run_id)
+    assert done.status is RunStatus.COMPLETED
+    assert done.result["results"]["feedback"] == 5

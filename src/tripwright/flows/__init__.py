@@ -12,6 +12,7 @@ from tripwright.flows.saga import (
     Saga,
     SagaContext,
     SagaStep,
+    WaitFor,
     at_least,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "Saga",
     "SagaContext",
     "SagaStep",
+    "WaitFor",
     "at_least",
 ]

@@ -36,7 +36,7 @@ from tripwright.engine.executor import idempotency_key
 from tripwright.engine.flow import Complete, Fail, Flow, Goto, StepContext, WaitEvent
 from tripwright.engine.records import JournalKind
 from tripwright.engine.retry import RetryPolicy
-from tripwright.errors import DefinitionError
+from tripwright.errors import DefinitionError, FinalError
 
 __all__ = [
     "ALL",
@@ -48,6 +48,7 @@ __all__ = [
     "Saga",
     "SagaContext",
     "SagaStep",
+    "WaitFor",
     "at_least",
     "branch",
 ]
@@ -102,6 +103,22 @@ class SagaStep:
     timeout: float | None = None
     pivot: bool = False
     readonly: bool = False
+    #: Seconds after completion that what the step holds expires (a fare or room hold),
+    #: unless the saga reaches its pivot first; on expiry the saga compensates.
+    deadline: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitFor:
+    """Wait durably for an external event (a signal), optionally with a timeout.
+
+    The event's payload becomes the step's result. A timeout before the pivot compensates
+    the saga; after it, the run is parked for an operator.
+    """
+
+    name: str
+    event: str
+    timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +131,8 @@ class ParallelGroup:
     timeout: float | None = None
 
 
-Element = SagaStep | ParallelGroup
+Element = SagaStep | ParallelGroup | WaitFor
+DEADLINE_PREFIX = "deadline:"
 
 
 def branch(
@@ -234,10 +252,24 @@ class Saga:
         timeout: float | None = None,
         pivot: bool = False,
         readonly: bool = False,
+        deadline: float | None = None,
     ) -> SagaStep:
         """Append a step. ``pivot=True`` marks the point of no return;
-        ``readonly=True`` declares a step without side effects (it needs no compensation)."""
-        element = SagaStep(name, action, compensate, retry, timeout, pivot, readonly)
+        ``readonly=True`` declares a step without side effects (it needs no compensation);
+        ``deadline`` is how long what it holds stays valid (see :class:`SagaStep`)."""
+        if deadline is not None and not deadline > 0:
+            raise DefinitionError("a deadline must be > 0", flow=self.name, step=name)
+        element = SagaStep(name, action, compensate, retry, timeout, pivot, readonly, deadline)
+        self._add(element)
+        return element
+
+    def wait(self, name: str, event: str, *, timeout: float | None = None) -> WaitFor:
+        """Append a durable wait for the external event ``event`` (a signal)."""
+        if timeout is not None and not timeout > 0:
+            raise DefinitionError("a wait timeout must be > 0", flow=self.name, step=name)
+        if not event or "|" in event or event.startswith(DEADLINE_PREFIX):
+            raise DefinitionError(f"invalid event name {event!r}", flow=self.name, step=name)
+        element = WaitFor(name, event, timeout)
         self._add(element)
         return element
 
@@ -302,8 +334,34 @@ class Saga:
             problems.append(
                 Problem("error", pivots[1], f"a saga has one pivot; also marked: {pivots[0]}")
             )
+        for element in self._elements:
+            if (
+                isinstance(element, SagaStep)
+                and element.deadline is not None
+                and element.timeout is not None
+                and element.deadline <= element.timeout
+            ):
+                problems.append(
+                    Problem(
+                        "error",
+                        element.name,
+                        f"deadline {element.deadline:g}s is not longer than the step's "
+                        f"timeout {element.timeout:g}s",
+                    )
+                )
+            if (
+                isinstance(element, SagaStep)
+                and element.deadline is not None
+                and self.pivot_index is not None
+                and self._elements.index(element) >= self.pivot_index
+            ):
+                problems.append(
+                    Problem("warning", element.name, "a deadline only applies before the pivot")
+                )
         end = self.pivot_index if self.pivot_index is not None else len(self._elements)
         for element in self._elements[:end]:
+            if isinstance(element, WaitFor):
+                continue
             for item in element.branches if isinstance(element, ParallelGroup) else (element,):
                 if item.compensate is None and not item.readonly:
                     where = (
@@ -335,6 +393,15 @@ class Saga:
         for index, element in enumerate(self._elements):
             following = names[index + 1] if index + 1 < len(names) else None
             after_pivot = pivot is not None and index > pivot
+            if isinstance(element, WaitFor):
+                flow.add_step(f"step:{element.name}", self._waiter(element))
+                flow.add_step(
+                    f"got:{element.name}",
+                    self._receiver(element, following),
+                    retry=RetryPolicy(max_attempts=1),
+                    on_failure=STUCK if after_pivot else COMPENSATE,
+                )
+                continue
             retry = element.retry if isinstance(element, SagaStep) else None
             flow.add_step(
                 f"step:{element.name}",
@@ -365,18 +432,58 @@ class Saga:
 
         async def run_step(ctx: StepContext) -> Goto:
             state = _saga_state(ctx)
+            if _expired(ctx, state):
+                return Goto(COMPENSATE)
             if isinstance(element, ParallelGroup):
                 return await self._run_group(ctx, element, next_step)
+            assert isinstance(element, SagaStep)
             result = await element.action(
                 SagaContext(ctx, step=element.name, key=ctx.idempotency_key)
             )
             ctx.context.setdefault("results", {})[element.name] = result
             state["done"].append({"name": element.name, "key": ctx.idempotency_key})
+            if element.deadline is not None and not state["pivoted"]:
+                expires = ctx.now + element.deadline
+                state.setdefault("deadlines", {})[element.name] = expires
+                ctx.set_timer(f"{DEADLINE_PREFIX}{element.name}", at=expires)
             if element.pivot:
                 state["pivoted"] = True
+                _clear_deadlines(ctx, state)
             return Goto(next_step)
 
         return run_step
+
+    def _waiter(self, element: WaitFor) -> Callable[[StepContext], Awaitable[Goto | WaitEvent]]:
+        async def wait(ctx: StepContext) -> Goto | WaitEvent:
+            state = _saga_state(ctx)
+            if _expired(ctx, state):
+                return Goto(COMPENSATE)
+            # A hold's deadline wakes the wait too.
+            names = (element.event, *(DEADLINE_PREFIX + n for n in state.get("deadlines", {})))
+            return WaitEvent(names=names, timeout=element.timeout, then=f"got:{element.name}")
+
+        return wait
+
+    def _receiver(
+        self, element: WaitFor, following: str | None
+    ) -> Callable[[StepContext], Awaitable[Goto]]:
+        next_step = f"step:{following}" if following else FINISH
+
+        async def receive(ctx: StepContext) -> Goto:
+            state = _saga_state(ctx)
+            if _expired(ctx, state):
+                return Goto(COMPENSATE)
+            if ctx.event is None or ctx.event.name != element.event:
+                raise FinalError(
+                    f"no {element.event!r} within {element.timeout:g}s"
+                    if ctx.timed_out and element.timeout is not None
+                    else f"woken without {element.event!r}"
+                )
+            ctx.context.setdefault("results", {})[element.name] = ctx.event.payload
+            state["done"].append({"name": element.name, "key": None, "signal": True})
+            return Goto(next_step)
+
+        return receive
 
     async def _run_group(self, ctx: StepContext, group: ParallelGroup, next_step: str) -> Goto:
         state = _saga_state(ctx)
@@ -462,13 +569,16 @@ class Saga:
         compensated: list[str] = state["compensated"]
         pending = [d for d in state["done"] if d["name"] not in compensated]
         if not pending:
+            _clear_deadlines(ctx, state)
             return Fail(
                 "saga failed and was compensated",
                 {"failure": state["failure"], "compensated": compensated},
             )
         item = pending[-1]
         element = self.element(item["name"])
-        if isinstance(element, ParallelGroup):
+        if isinstance(element, WaitFor):
+            pass  # waiting took nothing: nothing to undo
+        elif isinstance(element, ParallelGroup):
             by_name = {b.name: b for b in element.branches}
             for name, key in reversed(list(item["branches"].items())):
                 undo = by_name[name].compensate
@@ -517,6 +627,8 @@ class Saga:
             return
         key = idempotency_key(ctx.run_id, engine_step, 0)
         element = self.element(name)
+        if isinstance(element, WaitFor):
+            return
         if isinstance(element, ParallelGroup):
             branches = {b.name: f"{key}/{b.name}" for b in element.branches}
             state["done"].append({"name": name, "branches": branches, "in_doubt": True})
@@ -537,7 +649,8 @@ class Saga:
         assert ctx.event is not None
         ctx.note(f"operator {ctx.event.name}", step=stuck)
         if ctx.event.name == RETRY_EVENT:
-            return Goto(stuck)
+            # A wait that timed out is retried by waiting again.
+            return Goto("step:" + stuck[4:] if stuck.startswith("got:") else stuck)
         # Resolved by hand: treat the stuck step as done and carry on after it.
         if stuck == COMPENSATE:
             pending = [d for d in state["done"] if d["name"] not in state["compensated"]]
@@ -548,12 +661,13 @@ class Saga:
             state.pop("race_losers", None)
         name = stuck.split(":", 1)[1]
         names = [e.name for e in self._elements]
-        if stuck.startswith("step:"):
+        if stuck.startswith(("step:", "got:")):
             state["done"].append({"name": name, "key": None, "resolved": True})
         index = names.index(name)
         return Goto(f"step:{names[index + 1]}" if index + 1 < len(names) else FINISH)
 
     async def _finish(self, ctx: StepContext) -> Complete:
+        _clear_deadlines(ctx, _saga_state(ctx))
         return Complete({"results": ctx.context.get("results", {})})
 
     # -- diagram ----------------------------------------------------------------------
@@ -576,8 +690,13 @@ class Saga:
                         undo = f"{node}_{_node_id(item.name)}_undo"
                         lines.append(f'  {undo}(["undo {item.name}"])')
                         lines.append(f"  {node}_{_node_id(item.name)} -.-> {undo}")
+            elif isinstance(element, WaitFor):
+                wait = f" ≤ {element.timeout:g}s" if element.timeout else ""
+                lines.append(f'  {node}[/"wait {element.event}{wait}"/]')
             else:
                 label = f"{element.name} ⟂ pivot" if element.pivot else element.name
+                if element.deadline is not None:
+                    label += f" ⏳ {element.deadline:g}s"
                 shape = f'{{{{"{label}"}}}}' if element.pivot else f'["{label}"]'
                 lines.append(f"  {node}{shape}")
                 if element.compensate is not None:
@@ -595,6 +714,26 @@ def _saga_state(ctx: StepContext) -> dict[str, Any]:
         "saga", {"done": [], "compensated": [], "pivoted": False, "failure": None}
     )
     return state
+
+
+def _expired(ctx: StepContext, state: dict[str, Any]) -> bool:
+    """Whether a hold's deadline passed before the pivot; if so, record the failure."""
+    if state.get("pivoted"):
+        return False
+    late = sorted(n for n, t in state.get("deadlines", {}).items() if t <= ctx.now)
+    if not late:
+        return False
+    state["failure"] = {
+        "step": f"step:{late[0]}",
+        "error": {"type": "DeadlineExpired", "message": f"the hold of {late[0]} expired"},
+    }
+    ctx.record(JournalKind.NOTE, message="deadline expired", steps=late)
+    return True
+
+
+def _clear_deadlines(ctx: StepContext, state: dict[str, Any]) -> None:
+    for name in state.pop("deadlines", {}):
+        ctx.cancel_timer(f"{DEADLINE_PREFIX}{name}")
 
 
 def _failed(task: asyncio.Future[Any]) -> bool:
