@@ -100,7 +100,7 @@ async def check(url: str, scenario: dict[str, Any]) -> None:
         await settle(engine, worker, clock)
         for _ in range(10):  # an operator retries parked runs until they settle
             current = await engine.get(run.id)
-            if current.status is not RunStatus.WAITING:
+            if current.status is not RunStatus.NEEDS_ATTENTION:
                 break
             if failing is not None and pivot is not None and failing > pivot:
                 # post-pivot failure: the operator resolves it by hand

@@ -211,3 +211,32 @@ async def test_outbox_messages_commit_with_the_step(
     await settle(engine, engine.worker(), clock)
     assert await engine.store.outbox_count() == 1
     assert await engine.store.outbox_count(published=False) == 1
+
+
+async def test_a_run_can_wait_for_an_operator_as_needs_attention(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A wait marked for attention shows as needs_attention, is listed by that status, and
+    resumes on the operator's event like any wait."""
+    flow = Flow("escalating")
+
+    @flow.step
+    async def escalate(ctx: StepContext) -> WaitEvent:
+        return WaitEvent(names=("operator.ok",), then="carry_on", attention=True)
+
+    @flow.step
+    async def carry_on(ctx: StepContext) -> Complete:
+        assert ctx.event is not None
+        return Complete(ctx.event.payload)
+
+    engine = make_engine(flow)
+    run = await engine.start("escalating")
+    worker = engine.worker()
+    await drive(worker, clock)
+    assert (await engine.get(run.id)).status is RunStatus.NEEDS_ATTENTION
+    assert [r.id for r in await engine.list_runs(status="needs_attention")] == [run.id]
+    await engine.send(run.id, "operator.ok", "fixed by hand")
+    await drive(worker, clock)
+    done = await engine.get(run.id)
+    assert done.status is RunStatus.COMPLETED
+    assert done.result == "fixed by hand"

@@ -116,7 +116,7 @@ async def test_failure_after_the_pivot_is_not_compensated_but_parked(
     saga = trip_saga(p)
     engine, run_id = await run_saga(make_engine, clock, saga)
     run = await engine.get(run_id)
-    assert run.status is RunStatus.WAITING
+    assert run.status is RunStatus.NEEDS_ATTENTION
     assert p.undone() == []
     assert run.context["saga"]["attention"]["step"] == "step:notify"
     p.fail.clear()
@@ -136,7 +136,7 @@ async def test_a_failing_compensation_is_retried_then_parked_never_dropped(
     p.fail_undo["hotel"] = 5
     engine, run_id = await run_saga(make_engine, clock, trip_saga(p))
     parked = await engine.get(run_id)
-    assert parked.status is RunStatus.WAITING
+    assert parked.status is RunStatus.NEEDS_ATTENTION
     assert parked.context["saga"]["attention"]["step"] == "saga:compensate"
     assert p.undone() == []
     p.fail_undo.clear()
@@ -424,7 +424,7 @@ async def test_a_post_pivot_wait_that_times_out_is_parked_and_can_wait_again(
     saga.wait("feedback", "rated", timeout=60)
     engine, run_id = await run_saga(make_engine, clock, saga)
     parked = await engine.get(run_id)
-    assert parked.status is RunStatus.WAITING
+    assert parked.status is RunStatus.NEEDS_ATTENTION
     assert parked.context["saga"]["attention"]["step"] == "got:feedback"
     await engine.send(run_id, "saga.retry")
     worker = engine.worker()

@@ -13,6 +13,7 @@ from tripwright.engine.config import EngineConfig
 from tripwright.engine.flow import Flow
 from tripwright.engine.records import (
     ACTIVE_STATUSES,
+    WAITING_STATUSES,
     ControlChange,
     JournalEntry,
     JournalKind,
@@ -238,7 +239,7 @@ class Engine:
             previous = RunStatus(state.pop("paused_from", RunStatus.RUNNING.value))
             # A waiting run re-checks its queue at once; others keep their due time (a
             # retry backoff still applies).
-            due = now if previous is RunStatus.WAITING or run.due_at is None else run.due_at
+            due = now if previous in WAITING_STATUSES or run.due_at is None else run.due_at
             return ControlChange(
                 status=previous,
                 step=run.step,

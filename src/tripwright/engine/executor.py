@@ -29,6 +29,7 @@ from tripwright.engine.flow import (
     WaitEvent,
 )
 from tripwright.engine.records import (
+    WAITING_STATUSES,
     Checkpoint,
     EventRecord,
     JournalEntry,
@@ -144,7 +145,7 @@ class RunExecutor:
             )
             state["hash"] = flow.definition_hash
 
-        if run.status is RunStatus.WAITING:
+        if run.status in WAITING_STATUSES:
             wait = state.get("wait") or {}
             now = self._clock.now()
             if wait.get("kind") == "event":
@@ -380,7 +381,11 @@ class RunExecutor:
             raise DefinitionError(  # checked by _check_outcome; kept for type narrowing
                 "a wait at the last step needs then=", flow=flow.name, step=step
             )
-        cp.status = RunStatus.WAITING
+        cp.status = (
+            RunStatus.NEEDS_ATTENTION
+            if isinstance(outcome, WaitEvent) and outcome.attention
+            else RunStatus.WAITING
+        )
         self.stats.runs_waiting += 1
         if isinstance(outcome, Sleep):
             until = outcome.until if outcome.until is not None else now + (outcome.seconds or 0.0)
@@ -495,7 +500,7 @@ class RunExecutor:
             run_id=run.id,
             lease_owner=self._worker_id,
             lease_epoch=run.lease_epoch,
-            status=RunStatus.WAITING,
+            status=run.status if run.status in WAITING_STATUSES else RunStatus.WAITING,
             step=run.step,
             state=codec.dumps(state),
             context=context_json,

@@ -86,6 +86,8 @@ class WaitEvent:
     names: tuple[str, ...] = ()
     timeout: float | None = None
     then: str | None = None
+    #: Wait as ``needs_attention``: an operator's event is awaited.
+    attention: bool = False
 
 
 Outcome: TypeAlias = Goto | Complete | Fail | Sleep | WaitEvent

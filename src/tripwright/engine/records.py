@@ -9,6 +9,7 @@ from typing import Any
 __all__ = [
     "ACTIVE_STATUSES",
     "TERMINAL_STATUSES",
+    "WAITING_STATUSES",
     "Checkpoint",
     "ControlChange",
     "EventRecord",
@@ -28,13 +29,20 @@ class RunStatus(StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     WAITING = "waiting"
+    #: Waiting for an operator: a model escalated (a compensation or a post-pivot step
+    #: that keeps failing). It waits like ``waiting`` and is listed apart.
+    NEEDS_ATTENTION = "needs_attention"
     PAUSED = "paused"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
 
-ACTIVE_STATUSES = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING})
+ACTIVE_STATUSES = frozenset(
+    {RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.NEEDS_ATTENTION}
+)
+#: Statuses in which a run waits for an event or a time.
+WAITING_STATUSES = frozenset({RunStatus.WAITING, RunStatus.NEEDS_ATTENTION})
 TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 

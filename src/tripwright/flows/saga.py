@@ -640,7 +640,7 @@ class Saga:
         failure = ctx.failure or {}
         state["attention"] = failure
         ctx.note("needs_attention", failure=failure)
-        return WaitEvent(names=(RETRY_EVENT, RESOLVE_EVENT), then=OPERATOR)
+        return WaitEvent(names=(RETRY_EVENT, RESOLVE_EVENT), then=OPERATOR, attention=True)
 
     async def _operator(self, ctx: StepContext) -> Goto | WaitEvent:
         state = _saga_state(ctx)

@@ -15,6 +15,7 @@ import asyncpg
 
 from tripwright.engine import codec
 from tripwright.engine.records import (
+    ACTIVE_STATUSES,
     Checkpoint,
     ControlChange,
     EventRecord,
@@ -49,9 +50,9 @@ __all__ = ["PostgresStore"]
 
 _Conn: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
-_ACTIVE = "('pending','running','waiting')"
+_ACTIVE = "('pending','running','waiting','needs_attention')"
 #: Statuses in which a run accepts events (a paused run queues them for later).
-_RECEIVING = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED})
+_RECEIVING = frozenset({*ACTIVE_STATUSES, RunStatus.PAUSED})
 
 # A group commit is ONE statement: data-modifying CTEs keyed by the position of each
 # checkpoint in the batch. Only checkpoints whose fenced UPDATE matched (``u``) write their
@@ -76,8 +77,10 @@ u AS (
     journal_seq = COALESCE(v.seq, r.journal_seq),
     lease_owner = CASE WHEN v.release THEN NULL ELSE r.lease_owner END,
     lease_expires_at = CASE WHEN v.release THEN NULL ELSE v.lease_expires END,
-    event_hint = CASE WHEN v.status = 'waiting' THEN NULL ELSE r.event_hint END,
-    due_at = CASE WHEN v.status <> 'waiting' THEN v.due_at ELSE LEAST(v.due_at, r.event_hint, (
+    event_hint = CASE WHEN v.status IN ('waiting','needs_attention') THEN NULL
+      ELSE r.event_hint END,
+    due_at = CASE WHEN v.status NOT IN ('waiting','needs_attention') THEN v.due_at
+      ELSE LEAST(v.due_at, r.event_hint, (
       SELECT min(e.visible_at) FROM run_events e
       WHERE e.run_id = v.id AND e.status = 'pending'
         AND (v.wait_names IS NULL OR position('|' || e.name || '|' in v.wait_names) > 0)
@@ -137,7 +140,7 @@ k AS (
 #: Parameters: $1 the event's visible time, $2 the run id, $3 ``|name|``.
 WAKE_ON_SEND = """
 UPDATE runs SET
-  due_at = CASE WHEN status = 'waiting' AND (wait_names IS NULL
+  due_at = CASE WHEN status IN ('waiting','needs_attention') AND (wait_names IS NULL
     OR position($3 in wait_names) > 0) THEN LEAST(due_at, $1) ELSE due_at END,
   event_hint = CASE WHEN lease_owner IS NOT NULL
     THEN LEAST(COALESCE(event_hint, $1), $1) ELSE event_hint END

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 from tripwright.engine import codec
 from tripwright.engine.records import (
+    ACTIVE_STATUSES,
+    WAITING_STATUSES,
     Checkpoint,
     ControlChange,
     EventRecord,
@@ -47,9 +49,9 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 
-_ACTIVE = "('pending','running','waiting')"
+_ACTIVE = "('pending','running','waiting','needs_attention')"
 #: Statuses in which a run accepts events (a paused run queues them for later).
-_RECEIVING = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.WAITING, RunStatus.PAUSED})
+_RECEIVING = frozenset({*ACTIVE_STATUSES, RunStatus.PAUSED})
 _FAR = 1e300
 
 _UPDATE_RUN = """
@@ -81,7 +83,7 @@ UPDATE runs SET due_at = NULLIF(MIN(COALESCE(wait_deadline, {_FAR}), COALESCE((
     WHERE e.run_id = runs.id AND e.status = 'pending'
       AND (runs.wait_names IS NULL OR instr(runs.wait_names, '|' || e.name || '|') > 0)
   ), {_FAR})), {_FAR})
-WHERE id = ? AND status = 'waiting'
+WHERE id = ? AND status IN ('waiting','needs_attention')
 """
 
 
@@ -383,7 +385,7 @@ class SQLiteStore(Store):
             )
             conn.execute(
                 "UPDATE runs SET due_at = CASE WHEN due_at IS NULL OR due_at > ? THEN ? "
-                "ELSE due_at END WHERE id=? AND status='waiting' "
+                "ELSE due_at END WHERE id=? AND status IN ('waiting','needs_attention') "
                 "AND (wait_names IS NULL OR instr(wait_names, ?) > 0)",
                 (at, at, run_id, f"|{name}|"),
             )
@@ -566,7 +568,7 @@ def _apply_batch(conn: sqlite3.Connection, cps: Sequence[Checkpoint]) -> list[bo
     consumed = [(event_id, cp.run_id) for cp in kept for event_id in cp.consumed_events]
     if consumed:
         conn.executemany(_CONSUME, consumed)
-    waiting = [(cp.run_id,) for cp in kept if cp.status is RunStatus.WAITING]
+    waiting = [(cp.run_id,) for cp in kept if cp.status in WAITING_STATUSES]
     if waiting:
         conn.executemany(_RECOMPUTE_DUE, waiting)
     return outcome
