@@ -1,15 +1,16 @@
 """Shared fixtures: one parametrized ``store`` fixture runs each test on every store.
 
-PostgreSQL tests use ``TRIPWRIGHT_PG_URL`` (default: the local server, database
-``tripwright_test``). With ``CI=true`` an unreachable server fails those tests; elsewhere
-they are skipped with the reason.
+PostgreSQL tests use ``TRIPWRIGHT_PG_URL`` (default: the local server, and a database of
+this test session's own, ``tripwright_test_<pid>``, dropped at the end, so that test runs
+side by side never share tables). With ``CI=true`` an unreachable server fails those tests;
+elsewhere they are skipped with the reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -19,7 +20,10 @@ import pytest  # terminal summary trips a CPython 3.11 AST bug (recursion depth 
 from tripwright.engine import Engine, EngineConfig, Flow, FlowRegistry, VirtualClock
 from tripwright.engine.store import Store, create_store, upgrade
 
-PG_URL = os.environ.get("TRIPWRIGHT_PG_URL", "postgresql://postgres@127.0.0.1:5432/tripwright_test")
+OWN_DATABASE = "TRIPWRIGHT_PG_URL" not in os.environ
+PG_URL = os.environ.get(
+    "TRIPWRIGHT_PG_URL", f"postgresql://postgres@127.0.0.1:5432/tripwright_test_{os.getpid()}"
+)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TABLES = "runs, journal, run_events, outbox"
 
@@ -42,14 +46,30 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> str:
-    """A migrated PostgreSQL test database."""
+def pg_url() -> Iterator[str]:
+    """A migrated PostgreSQL test database (this session's own unless configured)."""
     try:
         asyncio.run(_prepare_pg(PG_URL))
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         _unavailable(str(exc))
     upgrade(PG_URL)
-    return PG_URL
+    yield PG_URL
+    if OWN_DATABASE:
+        asyncio.run(_drop_pg(PG_URL))
+
+
+async def _drop_pg(url: str) -> None:
+    base, _, name = url.rpartition("/")
+    admin = await asyncpg.connect(f"{base}/postgres", timeout=5)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname=$1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        await admin.close()
 
 
 async def _truncate(url: str) -> None:

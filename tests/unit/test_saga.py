@@ -434,3 +434,93 @@ async def test_a_post_pivot_wait_that_times_out_is_parked_and_can_wait_again(
     done = await engine.get(run_id)
     assert done.status is RunStatus.COMPLETED
     assert done.result["results"]["feedback"] == 5
+
+
+async def test_cancelling_a_waiting_saga_compensates_then_cancels(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A cancel of a saga waiting for a signal undoes what it holds and ends `cancelled`."""
+    p = Provider()
+    saga = Saga("pay", default_retry=ONCE)
+    saga.step("flight", p.action("flight"), compensate=p.undo("flight"))
+    saga.step("hotel", p.action("hotel"), compensate=p.undo("hotel"))
+    saga.wait("payment", "paid")
+    saga.step("ticket", p.action("ticket"), pivot=True)
+    engine = make_engine(saga.to_flow())
+    run_id = (await engine.start("pay")).id
+    worker = engine.worker()
+    await settle_until_waiting(engine, worker, clock, run_id)
+    requested = await engine.cancel(run_id, "customer changed plans")
+    assert requested.status is RunStatus.RUNNING
+    await settle(engine, worker, clock)
+    done = await engine.get(run_id)
+    assert done.status is RunStatus.CANCELLED
+    assert done.error == {"type": "cancelled", "message": "customer changed plans"}
+    assert p.undone() == ["hotel", "flight"]
+    journal = await engine.journal(run_id)
+    assert_gapless(journal)
+    assert [e.kind for e in journal][-1] == "run_cancelled"
+    assert "cancel_requested" in [e.kind for e in journal]
+
+
+async def test_cancelling_mid_step_also_undoes_the_step_in_flight(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A step executing when the cancel arrives is in doubt: it is compensated too, with
+    its own key, and its late checkpoint is refused."""
+    p = Provider()
+    entered, release = asyncio.Event(), asyncio.Event()
+    saga = Saga("busy", default_retry=ONCE)
+    saga.step("flight", p.action("flight"), compensate=p.undo("flight"))
+
+    async def slow_hotel(ctx: SagaContext) -> str:
+        entered.set()
+        await release.wait()
+        p.calls.append(("do", "hotel", ctx.idempotency_key))
+        return "ok"
+
+    saga.step("hotel", slow_hotel, compensate=p.undo("hotel"))
+    engine = make_engine(saga.to_flow())
+    run_id = (await engine.start("busy")).id
+    worker = engine.worker()
+    task = asyncio.create_task(worker.run_until_idle())
+    await entered.wait()
+    await engine.cancel(run_id)
+    release.set()
+    await task
+    await settle(engine, worker, clock)
+    assert (await engine.get(run_id)).status is RunStatus.CANCELLED
+    assert p.undone() == ["hotel", "flight"]
+    hotel_key = next(k for kind, n, k in p.calls if kind == "do" and n == "hotel")
+    assert ("undo", "hotel", hotel_key) in p.calls
+
+
+async def test_a_cancel_after_the_pivot_asks_an_operator(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """Past the point of no return a cancel compensates nothing and parks the run."""
+    p = Provider()
+    saga = Saga("late", default_retry=ONCE)
+    saga.step("ticket", p.action("ticket"), pivot=True)
+    saga.wait("feedback", "rated")
+    engine = make_engine(saga.to_flow())
+    run_id = (await engine.start("late")).id
+    await settle_until_waiting(engine, engine.worker(), clock, run_id)
+    await engine.cancel(run_id)
+    await settle(engine, engine.worker(), clock)
+    parked = await engine.get(run_id)
+    assert parked.status is RunStatus.NEEDS_ATTENTION
+    assert p.undone() == []
+    assert "after the pivot" in str(parked.context["saga"]["attention"])
+
+
+async def test_a_plain_flow_is_cancelled_at_once(make_engine: MakeEngine) -> None:
+    """A flow without an on_cancel step is cancelled immediately, as is any run when
+    clean-up is declined."""
+    p = Provider()
+    saga = Saga("quick", default_retry=ONCE)
+    saga.step("flight", p.action("flight"), compensate=p.undo("flight"))
+    engine = make_engine(saga.to_flow())
+    run_id = (await engine.start("quick")).id
+    cancelled = await engine.cancel(run_id, clean_up=False)
+    assert cancelled.status is RunStatus.CANCELLED

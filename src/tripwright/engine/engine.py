@@ -24,7 +24,7 @@ from tripwright.engine.records import (
 from tripwright.engine.registry import FlowRegistry
 from tripwright.engine.store.base import Store
 from tripwright.engine.worker import Worker
-from tripwright.errors import ConfigurationError, InvalidRunStateError
+from tripwright.errors import ConfigurationError, InvalidRunStateError, TripwrightError
 
 __all__ = ["Engine", "new_run_id"]
 
@@ -202,9 +202,61 @@ class Engine:
         self._notify()
         return event_id
 
-    async def cancel(self, run_id: str, reason: str = "cancelled") -> RunRecord:
-        """Cancel an active or paused run now; a worker executing it is fenced out."""
-        return await self.store.cancel_run(run_id, self.clock.now(), reason)
+    async def cancel(
+        self, run_id: str, reason: str = "cancelled", *, clean_up: bool = True
+    ) -> RunRecord:
+        """Cancel an active or paused run; a worker executing it is fenced out.
+
+        If the run's flow (as registered here) names an ``on_cancel`` step and
+        ``clean_up`` is true, the run goes on at that step, which sees the cancel as
+        ``ctx.failure`` (a saga compensates, then ends as cancelled); otherwise the run is
+        cancelled at once.
+        """
+        now = self.clock.now()
+        run = await self.store.get_run(run_id)
+        handler = None
+        if clean_up and run.flow_name in self.registry:
+            try:
+                handler = self.registry.get(run.flow_name, run.flow_version).on_cancel
+            except TripwrightError:
+                handler = None
+        if handler is None:
+            return await self.store.cancel_run(run_id, now, reason)
+
+        def decide(current: RunRecord) -> ControlChange:
+            if current.is_terminal:
+                raise InvalidRunStateError(
+                    f"run is already {current.status.value}",
+                    run_id=current.id,
+                    flow=current.flow_name,
+                )
+            if current.step == handler:
+                raise InvalidRunStateError(
+                    "the run is already cleaning up", run_id=current.id, flow=current.flow_name
+                )
+            state = {
+                k: v
+                for k, v in current.state.items()
+                if k not in ("attempt", "wait", "resume", "paused_from")
+            }
+            state["failure"] = {
+                "step": current.step,
+                "error": {"type": "Cancelled", "message": reason},
+                "attempts": 0,
+            }
+            return ControlChange(
+                status=RunStatus.RUNNING,
+                step=handler,
+                state=state,
+                due_at=now,
+                error=None,
+                journal_kind=JournalKind.CANCEL_REQUESTED,
+                journal_data={"reason": reason, "at_step": current.step},
+            )
+
+        cancelled = await self.store.control_run(run_id, now, decide)
+        self._notify()
+        return cancelled
 
     async def pause(self, run_id: str, reason: str = "paused") -> RunRecord:
         """Pause an active run: no worker takes it until :meth:`resume`. A step in flight

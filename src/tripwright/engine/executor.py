@@ -19,6 +19,7 @@ from tripwright.engine.clock import Clock
 from tripwright.engine.committer import GroupCommitter
 from tripwright.engine.config import EngineConfig
 from tripwright.engine.flow import (
+    Cancelled,
     Complete,
     Fail,
     Flow,
@@ -369,6 +370,12 @@ class RunExecutor:
             journal.add(JournalKind.RUN_COMPLETED, step, now)
             self.stats.runs_completed += 1
             return None
+        if isinstance(outcome, Cancelled):
+            cp.status = RunStatus.CANCELLED
+            cp.due_at = None
+            cp.error = final
+            journal.add(JournalKind.RUN_CANCELLED, step, now, reason=outcome.reason)
+            return None
         if isinstance(outcome, Fail):
             cp.status = RunStatus.FAILED
             cp.due_at = None
@@ -647,13 +654,17 @@ def _encode_final(outcome: Outcome | None, run_id: str) -> str | None:
             what="failure details",
             run_id=run_id,
         )
+    if isinstance(outcome, Cancelled):
+        return codec.dumps(
+            {"type": "cancelled", "message": outcome.reason}, what="cancel reason", run_id=run_id
+        )
     return None
 
 
 def _check_outcome(flow: Flow, step: str, outcome: object) -> Outcome | None:
     if outcome is None:
         return None
-    if not isinstance(outcome, Goto | Complete | Fail | Sleep | WaitEvent):
+    if not isinstance(outcome, Goto | Complete | Fail | Cancelled | Sleep | WaitEvent):
         raise DefinitionError(
             f"step returned {type(outcome).__name__}; expected Goto, Complete, Fail, Sleep, "
             "WaitEvent or None",
@@ -718,6 +729,8 @@ def _describe(outcome: Outcome | None) -> dict[str, Any]:
         return {"complete": True}
     if isinstance(outcome, Fail):
         return {"fail": outcome.reason}
+    if isinstance(outcome, Cancelled):
+        return {"cancelled": outcome.reason}
     if isinstance(outcome, Sleep):
         return {"sleep": outcome.seconds, "until": outcome.until, "then": outcome.then}
     return {"wait": list(outcome.names), "timeout": outcome.timeout, "then": outcome.then}

@@ -31,6 +31,7 @@ from tripwright.engine.retry import RetryPolicy
 from tripwright.errors import ConfigurationError, DefinitionError
 
 __all__ = [
+    "Cancelled",
     "Complete",
     "Fail",
     "Flow",
@@ -67,6 +68,13 @@ class Fail:
 
 
 @dataclass(frozen=True, slots=True)
+class Cancelled:
+    """Finish the run as cancelled (after a cancel's clean-up, say)."""
+
+    reason: str = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
 class Sleep:
     """Wait durably for ``seconds`` (or until the time ``until``), then run ``then``."""
 
@@ -90,7 +98,7 @@ class WaitEvent:
     attention: bool = False
 
 
-Outcome: TypeAlias = Goto | Complete | Fail | Sleep | WaitEvent
+Outcome: TypeAlias = Goto | Complete | Fail | Cancelled | Sleep | WaitEvent
 StepFn: TypeAlias = Callable[["StepContext"], Awaitable[Outcome | None]]
 
 
@@ -127,6 +135,7 @@ class Flow:
         description: str = "",
         default_retry: RetryPolicy | None = None,
         default_timeout: float | None = None,
+        on_cancel: str | None = None,
     ) -> None:
         if (
             not name
@@ -141,6 +150,9 @@ class Flow:
         self.description = description
         self.default_retry = default_retry or RetryPolicy()
         self.default_timeout = default_timeout
+        #: A step that a cancel runs instead of stopping the run at once (a saga's
+        #: compensation); it sees the cancel as ``ctx.failure``.
+        self.on_cancel = on_cancel
         self._steps: dict[str, StepSpec] = {}
         self._order: list[str] = []
         self._start: str | None = None
@@ -254,6 +266,10 @@ class Flow:
         """Raise :class:`DefinitionError` if the definition cannot run."""
         if not self._order:
             raise DefinitionError("flow has no steps", flow=self.name)
+        if self.on_cancel is not None and self.on_cancel not in self._steps:
+            raise DefinitionError(
+                f"on_cancel names unknown step {self.on_cancel!r}", flow=self.name
+            )
         for spec in self._steps.values():
             if spec.on_failure is not None and spec.on_failure not in self._steps:
                 raise DefinitionError(

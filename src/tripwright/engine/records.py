@@ -69,6 +69,7 @@ class JournalKind(StrEnum):
     RUN_PAUSED = "run_paused"
     RUN_RESUMED = "run_resumed"
     RUN_RETRIED = "run_retried"
+    CANCEL_REQUESTED = "cancel_requested"
     NOTE = "note"
 
 

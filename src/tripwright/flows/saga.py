@@ -33,7 +33,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tripwright.engine.executor import idempotency_key
-from tripwright.engine.flow import Complete, Fail, Flow, Goto, StepContext, WaitEvent
+from tripwright.engine.flow import (
+    Cancelled,
+    Complete,
+    Fail,
+    Flow,
+    Goto,
+    StepContext,
+    WaitEvent,
+)
 from tripwright.engine.records import JournalKind
 from tripwright.engine.retry import RetryPolicy
 from tripwright.errors import DefinitionError, FinalError
@@ -387,7 +395,7 @@ class Saga:
         errors = [p for p in self.validate() if p.severity == "error"]
         if errors:
             raise DefinitionError("; ".join(str(p) for p in errors), flow=self.name)
-        flow = Flow(self.name, self.version, description=self.description)
+        flow = Flow(self.name, self.version, description=self.description, on_cancel=COMPENSATE)
         pivot = self.pivot_index
         names = [e.name for e in self._elements]
         for index, element in enumerate(self._elements):
@@ -561,15 +569,22 @@ class Saga:
 
         return settle
 
-    async def _compensate(self, ctx: StepContext) -> Goto | Fail:
+    async def _compensate(self, ctx: StepContext) -> Goto | Fail | Cancelled:
         state = _saga_state(ctx)
         if state.get("failure") is None:
             state["failure"] = ctx.failure
+            if _cancelled(state) and state.get("pivoted"):
+                raise FinalError(
+                    "cancel requested after the pivot: nothing is compensated past the point "
+                    "of no return"
+                )
             self._add_in_doubt(ctx, state)
         compensated: list[str] = state["compensated"]
         pending = [d for d in state["done"] if d["name"] not in compensated]
         if not pending:
             _clear_deadlines(ctx, state)
+            if _cancelled(state):
+                return Cancelled(str(state["failure"]["error"].get("message", "cancelled")))
             return Fail(
                 "saga failed and was compensated",
                 {"failure": state["failure"], "compensated": compensated},
@@ -620,7 +635,8 @@ class Saga:
         engine_step = str(failure.get("step") or "")
         if not engine_step.startswith("step:"):
             return
-        if (failure.get("error") or {}).get("type") != "StepTimeoutError":
+        # Timed out, or cancelled mid-step: the provider may have applied it.
+        if (failure.get("error") or {}).get("type") not in ("StepTimeoutError", "Cancelled"):
             return
         name = engine_step.split(":", 1)[1]
         if any(d["name"] == name for d in state["done"]):
@@ -714,6 +730,11 @@ def _saga_state(ctx: StepContext) -> dict[str, Any]:
         "saga", {"done": [], "compensated": [], "pivoted": False, "failure": None}
     )
     return state
+
+
+def _cancelled(state: dict[str, Any]) -> bool:
+    failure = state.get("failure") or {}
+    return bool((failure.get("error") or {}).get("type") == "Cancelled")
 
 
 def _expired(ctx: StepContext, state: dict[str, Any]) -> bool:
