@@ -143,12 +143,23 @@ def _run_json(run: RunRecord) -> dict[str, object]:
     }
 
 
-def _with_engine(db: str, action: Callable[[Engine], Awaitable[T]]) -> T:
+def _with_engine(
+    db: str, action: Callable[[Engine], Awaitable[T]], flows: list[str] | None = None
+) -> T:
+    registry = FlowRegistry()
+    if flows:
+        from tripwright.loading import load_flows
+
+        try:
+            registry = load_flows(flows)
+        except TripwrightError as exc:
+            raise _fail(str(exc), 2) from None
+
     async def body() -> T:
         store = create_store(db)
         await store.open()
         try:
-            return await action(Engine(store, FlowRegistry()))
+            return await action(Engine(store, registry))
         finally:
             await store.close()
 
@@ -237,9 +248,20 @@ def runs_cancel(
     run_id: str,
     db: DbOption = DEFAULT_DB,
     reason: Annotated[str, typer.Option(help="Why, for the journal.")] = "cancelled by operator",
+    flows: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--flows",
+            envvar="TRIPWRIGHT_FLOWS",
+            help="Definitions (module:attribute): with them, a flow's clean-up runs first "
+            "(a saga compensates).",
+        ),
+    ] = None,
 ) -> None:
-    """Cancel a run now."""
-    _control("cancelled", run_id, db, lambda engine: engine.cancel(run_id, reason))
+    """Cancel a run: at once, or through its flow's clean-up when --flows names it."""
+    run = _with_engine(db, lambda engine: engine.cancel(run_id, reason), flows)
+    verb = "cancelling (clean-up running)" if run.status is not RunStatus.CANCELLED else "cancelled"
+    console.print(f"run {run.id} {verb}: now {run.status.value}")
 
 
 @runs_app.command("retry")

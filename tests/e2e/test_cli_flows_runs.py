@@ -82,3 +82,25 @@ def test_runs_can_be_listed_paused_resumed_and_cancelled(tmp_path: Path) -> None
     bad = run_cli("runs", "list", "--db", url, "--status", "bogus", cwd=ROOT)
     assert bad.returncode == 2
     assert "unknown status 'bogus'" in bad.stderr
+
+
+def test_runs_cancel_with_flows_runs_the_saga_clean_up(tmp_path: Path) -> None:
+    """`runs cancel --flows` sends a saga through its compensation instead of stopping it."""
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    upgrade(url)
+
+    async def start() -> str:
+        store = create_store(url)
+        await store.open()
+        try:
+            return (await Engine(store, load_flows([FLOWS])).start("trip")).id
+        finally:
+            await store.close()
+
+    run_id = asyncio.run(start())
+    done = run_cli("runs", "cancel", run_id, "--db", url, "--flows", FLOWS, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "cancelling (clean-up running): now running" in done.stdout
+    shown = json.loads(run_cli("runs", "show", run_id, "--db", url, cwd=ROOT).stdout)
+    assert shown["step"] == "saga:compensate"
+    assert shown["journal"][-1]["kind"] == "cancel_requested"
