@@ -435,10 +435,10 @@ class Saga:
     # -- engine steps -----------------------------------------------------------------
     def _runner(
         self, element: Element, following: str | None
-    ) -> Callable[[StepContext], Awaitable[Goto]]:
+    ) -> Callable[[StepContext], Awaitable[Goto | Complete]]:
         next_step = f"step:{following}" if following else FINISH
 
-        async def run_step(ctx: StepContext) -> Goto:
+        async def run_step(ctx: StepContext) -> Goto | Complete:
             state = _saga_state(ctx)
             if _expired(ctx, state):
                 return Goto(COMPENSATE)
@@ -457,7 +457,7 @@ class Saga:
             if element.pivot:
                 state["pivoted"] = True
                 _clear_deadlines(ctx, state)
-            return Goto(next_step)
+            return _onward(ctx, next_step)
 
         return run_step
 
@@ -474,10 +474,10 @@ class Saga:
 
     def _receiver(
         self, element: WaitFor, following: str | None
-    ) -> Callable[[StepContext], Awaitable[Goto]]:
+    ) -> Callable[[StepContext], Awaitable[Goto | Complete]]:
         next_step = f"step:{following}" if following else FINISH
 
-        async def receive(ctx: StepContext) -> Goto:
+        async def receive(ctx: StepContext) -> Goto | Complete:
             state = _saga_state(ctx)
             if _expired(ctx, state):
                 return Goto(COMPENSATE)
@@ -489,11 +489,13 @@ class Saga:
                 )
             ctx.context.setdefault("results", {})[element.name] = ctx.event.payload
             state["done"].append({"name": element.name, "key": None, "signal": True})
-            return Goto(next_step)
+            return _onward(ctx, next_step)
 
         return receive
 
-    async def _run_group(self, ctx: StepContext, group: ParallelGroup, next_step: str) -> Goto:
+    async def _run_group(
+        self, ctx: StepContext, group: ParallelGroup, next_step: str
+    ) -> Goto | Complete:
         state = _saga_state(ctx)
         keys = {b.name: f"{ctx.idempotency_key}/{b.name}" for b in group.branches}
         tasks = {
@@ -525,7 +527,7 @@ class Saga:
         ctx.context.setdefault("results", {})[group.name] = {
             n: tasks[n].result() for n in succeeded
         }
-        return Goto(next_step)
+        return _onward(ctx, next_step)
 
     async def _call_branch(
         self, ctx: StepContext, group: ParallelGroup, item: SagaStep, key: str
@@ -544,11 +546,11 @@ class Saga:
 
     def _race_settler(
         self, group: ParallelGroup, following: str | None
-    ) -> Callable[[StepContext], Awaitable[Goto]]:
+    ) -> Callable[[StepContext], Awaitable[Goto | Complete]]:
         next_step = f"step:{following}" if following else FINISH
         branches = {b.name: b for b in group.branches}
 
-        async def settle(ctx: StepContext) -> Goto:
+        async def settle(ctx: StepContext) -> Goto | Complete:
             state = _saga_state(ctx)
             losers: dict[str, str] = state.pop("race_losers", {})
             for name, key in losers.items():
@@ -565,7 +567,7 @@ class Saga:
                 ctx.record(
                     JournalKind.COMPENSATION, step=f"{group.name}/{name}", reason="lost race"
                 )
-            return Goto(next_step)
+            return _onward(ctx, next_step)
 
         return settle
 
@@ -683,8 +685,7 @@ class Saga:
         return Goto(f"step:{names[index + 1]}" if index + 1 < len(names) else FINISH)
 
     async def _finish(self, ctx: StepContext) -> Complete:
-        _clear_deadlines(ctx, _saga_state(ctx))
-        return Complete({"results": ctx.context.get("results", {})})
+        return _complete(ctx)
 
     # -- diagram ----------------------------------------------------------------------
     def to_mermaid(self) -> str:
@@ -730,6 +731,16 @@ def _saga_state(ctx: StepContext) -> dict[str, Any]:
         "saga", {"done": [], "compensated": [], "pivoted": False, "failure": None}
     )
     return state
+
+
+def _complete(ctx: StepContext) -> Complete:
+    _clear_deadlines(ctx, _saga_state(ctx))
+    return Complete({"results": ctx.context.get("results", {})})
+
+
+def _onward(ctx: StepContext, next_step: str) -> Goto | Complete:
+    """Go on to the next step; after the last one, complete in the same checkpoint."""
+    return _complete(ctx) if next_step == FINISH else Goto(next_step)
 
 
 def _cancelled(state: dict[str, Any]) -> bool:

@@ -1,0 +1,122 @@
+"""Flow models' throughput next to the engine's, in the same run.
+
+One command (from the repository root)::
+
+    python benchmarks/models_throughput.py [--json FILE] [--runs 3000]
+
+Measures a 5-step saga (each step an action with a compensation, no failures) and the
+engine's plain 5-step flow on SQLite and PostgreSQL at concurrency 64, one in-process
+worker each. ``--json`` writes ``{"rows": [{system, model, store, concurrency,
+steps_per_s}, ...]}``. The event-driven model is not built yet, so it has no row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.engine_throughput import PG_DB, _ensure_pg_db, tripwright_rate
+from tripwright.engine import Engine, EngineConfig, FlowRegistry, RunStatus
+from tripwright.engine.store import create_store, upgrade
+from tripwright.flows import Saga, SagaContext
+
+STEPS = 5
+
+
+def five_step_saga() -> Saga:
+    saga = Saga("bench.saga")
+
+    async def act(ctx: SagaContext) -> int:
+        ctx.data["n"] = ctx.data.get("n", 0) + 1
+        return int(ctx.data["n"])
+
+    async def undo(ctx: SagaContext) -> None:
+        return None
+
+    for i in range(STEPS):
+        saga.step(f"s{i}", act, compensate=undo)
+    return saga
+
+
+async def saga_rate(url: str, concurrency: int, runs: int) -> float:
+    """Saga steps/s of one worker running ``runs`` sagas of five steps."""
+    flow = five_step_saga().to_flow()
+    store = create_store(url)
+    await store.open()
+    try:
+        config = EngineConfig(max_concurrency=concurrency, claim_batch=concurrency)
+        engine = Engine(store, FlowRegistry([flow]), config=config)
+        for start in range(0, runs, 1000):
+            await engine.start_many(flow, [None] * min(1000, runs - start))
+        began = time.perf_counter()
+        await engine.worker().run_until_idle()
+        seconds = time.perf_counter() - began
+        counts = await store.count_runs(flow=flow.name)
+        if counts.get(RunStatus.COMPLETED.value) != runs:
+            raise RuntimeError(f"not every saga completed: {counts}")
+    finally:
+        await store.close()
+    return runs * STEPS / seconds
+
+
+async def measure(runs: int) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    work = Path(tempfile.mkdtemp(prefix="tripwright-models-"))
+    for store in ("sqlite", "postgres"):
+        for model in ("engine", "saga"):
+            if store == "sqlite":
+                url = f"sqlite:///{work / f'{model}.db'}"
+                await asyncio.to_thread(upgrade, url)
+            else:
+                url = await _ensure_pg_db(PG_DB)
+            if model == "engine":
+                _, steps = await tripwright_rate(url, 64, runs)
+            else:
+                steps = await saga_rate(url, 64, runs)
+            rows.append(
+                {
+                    "system": "tripwright",
+                    "model": model,
+                    "store": store,
+                    "concurrency": 64,
+                    "steps_per_s": steps,
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--runs", type=int, default=3000)
+    args = parser.parse_args()
+    rows = asyncio.run(measure(args.runs))
+    table = Table(title="Models at concurrency 64 (5 steps a run)")
+    for column in ("model", "store", "steps/s", "vs engine"):
+        table.add_column(column)
+    engine = {r["store"]: float(r["steps_per_s"]) for r in rows if r["model"] == "engine"}  # type: ignore[arg-type]
+    for row in rows:
+        steps = float(row["steps_per_s"])  # type: ignore[arg-type]
+        table.add_row(
+            str(row["model"]),
+            str(row["store"]),
+            f"{steps:,.0f}",
+            f"{steps / engine[str(row['store'])]:.2f}x",
+        )
+    Console().print(table)
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
