@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -34,6 +33,7 @@ from tests.integration.overlap_flows import (
     WORKER_ENV,
     overlap,
 )
+from tests.integration.processes import WorkerProcesses
 from tripwright.engine import (
     Checkpoint,
     Engine,
@@ -73,82 +73,31 @@ class Execution:
         return self.started < other.ended and other.started < self.ended
 
 
-class WorkerProcesses:
-    """``tripwright worker`` subprocesses; whatever is still alive at teardown is killed."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def spawn(self, db_url: str, worker_id: str) -> subprocess.Popen[bytes]:
-        pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, "PYTHONPATH": pythonpath, DSN_ENV: db_url, WORKER_ENV: worker_id}
-        command = [
-            sys.executable,
-            "-m",
-            "tripwright",
-            "worker",
-            "--db",
-            db_url,
-            "--flows",
-            FLOWS_REF,
-            "--id",
-            worker_id,
-            "--lease-ttl",
-            str(LEASE_TTL),
-            "--heartbeat",
-            str(LEASE_TTL / 3),
-            "--concurrency",
-            "32",
-        ]
-        with (self.directory / f"{worker_id}.log").open("ab") as log:
-            proc = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        self.procs[worker_id] = proc
-        return proc
-
-    def log(self, worker_id: str, *, tail: int = 3000) -> str:
-        path = self.directory / f"{worker_id}.log"
-        return path.read_text(errors="replace")[-tail:] if path.exists() else "(no log)"
-
-    def assert_alive(self) -> None:
-        for worker_id, proc in self.procs.items():
-            code = proc.poll()
-            assert code is None, f"{worker_id} exited with {code}:\n{self.log(worker_id)}"
-
-    async def terminate_all(self, timeout: float = 20.0) -> dict[str, int]:
-        """SIGTERM every worker (graceful shutdown); SIGKILL any still alive after ``timeout``."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        codes: dict[str, int] = {}
-        for worker_id, proc in self.procs.items():
-            try:
-                codes[worker_id] = await asyncio.to_thread(proc.wait, timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                await asyncio.to_thread(proc.wait, 10)
-                raise AssertionError(
-                    f"{worker_id} ignored SIGTERM:\n{self.log(worker_id)}"
-                ) from None
-        return codes
-
-    def kill_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[WorkerProcesses]:
-    """Spawns worker processes; none outlives the test, whatever happens."""
-    procs = WorkerProcesses(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.kill_all()
+def spawn(workers: WorkerProcesses, db_url: str, worker_id: str) -> None:
+    """Start a ``tripwright worker`` serving the overlap flow, importable from the repo."""
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": pythonpath, DSN_ENV: db_url, WORKER_ENV: worker_id}
+    command = [
+        sys.executable,
+        "-m",
+        "tripwright",
+        "worker",
+        "--db",
+        db_url,
+        "--flows",
+        FLOWS_REF,
+        "--id",
+        worker_id,
+        "--lease-ttl",
+        str(LEASE_TTL),
+        "--heartbeat",
+        str(LEASE_TTL / 3),
+        "--concurrency",
+        "32",
+    ]
+    with (workers.directory / f"{worker_id}.log").open("ab") as log:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    workers.adopt(worker_id, proc)
 
 
 @pytest.fixture
@@ -182,7 +131,7 @@ async def test_two_workers_split_the_runs_and_never_execute_one_run_at_the_same_
     """Two worker processes on one PostgreSQL database complete every run between them, and
     no run ever has step executions by different workers (or of one step) overlapping in time."""
     for worker_id in WORKER_IDS:
-        workers.spawn(db_url, worker_id)
+        spawn(workers, db_url, worker_id)
 
     async def both_serving() -> bool:
         workers.assert_alive()

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.helpers import assert_eventually, assert_gapless
+from tests.integration.processes import WorkerProcesses
 from tripwright.demo.flow import EffectLedger, sample
 from tripwright.demo.job import spawn_worker
 from tripwright.engine import (
@@ -39,54 +39,6 @@ RUNS = 200
 KILL_AFTER = int(RUNS * 0.35)  # runs completed by worker A before it is SIGKILLed
 LEASE_TTL = 1.5
 STEPS = sorted(spec.name for spec in sample.steps)
-
-
-class WorkerProcesses:
-    """Worker subprocesses of one test; whatever is still alive at teardown is killed."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def spawn(self, db_url: str, worker_id: str, ledger: Path) -> subprocess.Popen[bytes]:
-        proc = spawn_worker(db_url, worker_id, ledger, lease_ttl=LEASE_TTL)
-        self.procs[worker_id] = proc
-        return proc
-
-    def log(self, worker_id: str) -> str:
-        path = self.directory / f"{worker_id}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
-
-    def assert_alive(self, worker_id: str) -> None:
-        code = self.procs[worker_id].poll()
-        assert code is None, f"{worker_id} exited with {code}:\n{self.log(worker_id)}"
-
-    async def terminate(self, worker_id: str, timeout: float = 20.0) -> int:
-        """SIGTERM (graceful shutdown); SIGKILL if it has not exited after ``timeout``."""
-        proc = self.procs[worker_id]
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return await asyncio.to_thread(proc.wait, timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait, 10)
-            raise AssertionError(f"{worker_id} ignored SIGTERM:\n{self.log(worker_id)}") from None
-
-    def kill_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[WorkerProcesses]:
-    """Spawns worker processes; none outlives the test, whatever happens."""
-    procs = WorkerProcesses(tmp_path)
-    try:
-        yield procs
-    finally:
-        procs.kill_all()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -131,7 +83,9 @@ async def test_a_sigkilled_worker_loses_nothing_and_a_second_worker_finishes_its
         run_ids = {run.id for run in created}
 
         before_a = await _backends(db_url)  # the test's own sessions, on PostgreSQL
-        workers.spawn(db_url, "worker-A", ledger_path)
+        workers.adopt(
+            "worker-A", spawn_worker(db_url, "worker-A", ledger_path, lease_ttl=LEASE_TTL)
+        )
 
         async def a_is_mid_way() -> bool:
             workers.assert_alive("worker-A")
@@ -159,7 +113,9 @@ async def test_a_sigkilled_worker_loses_nothing_and_a_second_worker_finishes_its
         assert in_flight, "worker A held no run when it was killed"
         assert done_at_kill < RUNS, "worker A finished everything before it was killed"
 
-        workers.spawn(db_url, "worker-B", ledger_path)
+        workers.adopt(
+            "worker-B", spawn_worker(db_url, "worker-B", ledger_path, lease_ttl=LEASE_TTL)
+        )
 
         async def all_completed() -> bool:
             workers.assert_alive("worker-B")

@@ -1,0 +1,59 @@
+"""Real ``tripwright worker`` processes for integration tests, never outliving a test."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from pathlib import Path
+
+
+class WorkerProcesses:
+    """The worker subprocesses of one test, by worker id, each logging to ``<id>.log``.
+
+    Whatever is still alive at teardown is killed (see the ``workers`` fixture).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def adopt(self, worker_id: str, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        """Track a worker process started by the test."""
+        self.procs[worker_id] = proc
+        return proc
+
+    def log(self, worker_id: str, *, tail: int = 3000) -> str:
+        path = self.directory / f"{worker_id}.log"
+        return path.read_text(errors="replace")[-tail:] if path.exists() else "(no log)"
+
+    def assert_alive(self, *worker_ids: str) -> None:
+        """Fail with the worker's log if it exited (all workers if none is named)."""
+        for worker_id in worker_ids or tuple(self.procs):
+            code = self.procs[worker_id].poll()
+            assert code is None, f"{worker_id} exited with {code}:\n{self.log(worker_id)}"
+
+    async def terminate(self, worker_id: str, timeout: float = 20.0) -> int:
+        """SIGTERM (graceful shutdown); SIGKILL and fail if it has not exited in time."""
+        proc = self.procs[worker_id]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.to_thread(proc.wait, timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait, 10)
+            raise AssertionError(f"{worker_id} ignored SIGTERM:\n{self.log(worker_id)}") from None
+
+    async def terminate_all(self, timeout: float = 20.0) -> dict[str, int]:
+        """SIGTERM every worker at once, then wait for each; their exit codes by id."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        return {worker_id: await self.terminate(worker_id, timeout) for worker_id in self.procs}
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
