@@ -38,6 +38,12 @@ class WorkerProcesses:
         proc = self.procs[worker_id]
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
+        return await self._wait(worker_id, timeout)
+
+    async def _wait(self, worker_id: str, timeout: float) -> int:
+        # One SIGTERM only: a second one could land after the worker removed its handler
+        # on the way out, and kill it.
+        proc = self.procs[worker_id]
         try:
             return await asyncio.to_thread(proc.wait, timeout)
         except subprocess.TimeoutExpired:
@@ -50,7 +56,7 @@ class WorkerProcesses:
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        return {worker_id: await self.terminate(worker_id, timeout) for worker_id in self.procs}
+        return {worker_id: await self._wait(worker_id, timeout) for worker_id in self.procs}
 
     def kill_all(self) -> None:
         for proc in self.procs.values():
