@@ -436,7 +436,7 @@ class Saga:
     def _runner(
         self, element: Element, following: str | None
     ) -> Callable[[StepContext], Awaitable[Goto | Complete]]:
-        next_step = f"step:{following}" if following else FINISH
+        next_step = _next_step(following)
 
         async def run_step(ctx: StepContext) -> Goto | Complete:
             state = _saga_state(ctx)
@@ -475,7 +475,7 @@ class Saga:
     def _receiver(
         self, element: WaitFor, following: str | None
     ) -> Callable[[StepContext], Awaitable[Goto | Complete]]:
-        next_step = f"step:{following}" if following else FINISH
+        next_step = _next_step(following)
 
         async def receive(ctx: StepContext) -> Goto | Complete:
             state = _saga_state(ctx)
@@ -547,23 +547,14 @@ class Saga:
     def _race_settler(
         self, group: ParallelGroup, following: str | None
     ) -> Callable[[StepContext], Awaitable[Goto | Complete]]:
-        next_step = f"step:{following}" if following else FINISH
+        next_step = _next_step(following)
         branches = {b.name: b for b in group.branches}
 
         async def settle(ctx: StepContext) -> Goto | Complete:
             state = _saga_state(ctx)
             losers: dict[str, str] = state.pop("race_losers", {})
             for name, key in losers.items():
-                undo = branches[name].compensate
-                if undo is not None:
-                    await undo(
-                        SagaContext(
-                            ctx,
-                            step=f"{group.name}/{name}",
-                            key=f"{ctx.run_id}:undo:{key}",
-                            forward_key=key,
-                        )
-                    )
+                await _undo(ctx, branches[name].compensate, f"{group.name}/{name}", key)
                 ctx.record(
                     JournalKind.COMPENSATION, step=f"{group.name}/{name}", reason="lost race"
                 )
@@ -598,25 +589,9 @@ class Saga:
         elif isinstance(element, ParallelGroup):
             by_name = {b.name: b for b in element.branches}
             for name, key in reversed(list(item["branches"].items())):
-                undo = by_name[name].compensate
-                if undo is not None:
-                    await undo(
-                        SagaContext(
-                            ctx,
-                            step=f"{element.name}/{name}",
-                            key=f"{ctx.run_id}:undo:{key}",
-                            forward_key=key,
-                        )
-                    )
-        elif element.compensate is not None:
-            await element.compensate(
-                SagaContext(
-                    ctx,
-                    step=element.name,
-                    key=f"{ctx.run_id}:undo:{item['key']}",
-                    forward_key=item["key"],
-                )
-            )
+                await _undo(ctx, by_name[name].compensate, f"{element.name}/{name}", key)
+        else:
+            await _undo(ctx, element.compensate, element.name, item["key"])
         compensated.append(item["name"])
         ctx.record(
             JournalKind.COMPENSATION,
@@ -731,6 +706,23 @@ def _saga_state(ctx: StepContext) -> dict[str, Any]:
         "saga", {"done": [], "compensated": [], "pivoted": False, "failure": None}
     )
     return state
+
+
+def _next_step(following: str | None) -> str:
+    """The engine step after a saga element (the finish after the last)."""
+    return f"step:{following}" if following else FINISH
+
+
+async def _undo(
+    ctx: StepContext, compensate: Compensation | None, step: str, forward_key: str | None
+) -> None:
+    """Run a compensation with its own key, handing it the key of the action it undoes."""
+    if compensate is not None:
+        await compensate(
+            SagaContext(
+                ctx, step=step, key=f"{ctx.run_id}:undo:{forward_key}", forward_key=forward_key
+            )
+        )
 
 
 def _complete(ctx: StepContext) -> Complete:
