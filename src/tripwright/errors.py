@@ -6,6 +6,7 @@ resemble, so ``except LookupError`` keeps working::
     TripwrightError
     ├── ConfigurationError (ValueError)         bad settings or URLs
     ├── DefinitionError (ValueError)            a malformed flow definition
+    │   └── StatechartError                     a malformed statechart (element id, line)
     ├── UnknownFlowError (LookupError)          no flow registered under that name/version
     ├── RunNotFoundError (LookupError)          no run with that id
     ├── ContextNotSerializableError (TypeError) run context or payload is not JSON
@@ -35,6 +36,7 @@ __all__ = [
     "LeaseLostError",
     "RunNotFoundError",
     "SchemaError",
+    "StatechartError",
     "StepTimeoutError",
     "StoreClosedError",
     "StoreDataError",
@@ -86,6 +88,29 @@ class ConfigurationError(TripwrightError, ValueError):
 
 class DefinitionError(TripwrightError, ValueError):
     """A flow definition is malformed (names, targets, policies)."""
+
+
+class StatechartError(DefinitionError):
+    """A statechart definition is malformed; names the element and its source line."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        element: str | None = None,
+        line: int | None = None,
+        flow: str | None = None,
+    ) -> None:
+        super().__init__(message, flow=flow)
+        self.element = element
+        self.line = line
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"line {self.line}: {text}" if self.line is not None else text
+
+    def context(self) -> dict[str, Any]:
+        return {**super().context(), "element": self.element, "line": self.line}
 
 
 class UnknownFlowError(TripwrightError, LookupError):
