@@ -14,13 +14,19 @@ resemble, so ``except LookupError`` keeps working::
     ├── LeaseLostError (RuntimeError)           another worker owns the run now
     ├── StepTimeoutError (TimeoutError)         a step exceeded its timeout
     ├── FinalError                              raised by a step: fail now, never retry
-    └── StoreError (RuntimeError)               a storage backend failed
-        ├── StoreClosedError                    the store was closed
-        ├── StoreDataError (ValueError)         the database rejected a value
-        └── SchemaError                         the schema is missing or out of date
+    ├── StoreError (RuntimeError)               a storage backend failed
+    │   ├── StoreClosedError                    the store was closed
+    │   ├── StoreDataError (ValueError)         the database rejected a value
+    │   └── SchemaError                         the schema is missing or out of date
+    ├── EnvelopeError (ValueError)              a message is not a valid CloudEvents envelope
+    ├── EventSchemaError (ValueError)           an event's data or version does not fit its type
+    ├── DeadLetterNotFoundError (LookupError)   no dead letter with that id
+    └── TransportError (ConnectionError)        an event transport (broker) failed
+        └── TransportClosedError                the transport was closed or never connected
 
-Backend errors (``sqlite3``, ``asyncpg``) are translated into :class:`StoreError` at the
-store boundary, so no flow ever handles a driver exception.
+Backend errors (``sqlite3``, ``asyncpg``, ``aio_pika``, ``nats``) are translated into
+:class:`StoreError` or :class:`TransportError` at the adapter boundary, so no flow ever
+handles a driver exception.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ from typing import Any
 __all__ = [
     "ConfigurationError",
     "ContextNotSerializableError",
+    "DeadLetterNotFoundError",
     "DefinitionError",
+    "EnvelopeError",
+    "EventSchemaError",
     "FinalError",
     "InvalidRunStateError",
     "LeaseLostError",
@@ -41,6 +50,8 @@ __all__ = [
     "StoreClosedError",
     "StoreDataError",
     "StoreError",
+    "TransportClosedError",
+    "TransportError",
     "TripwrightError",
     "UnknownFlowError",
 ]
@@ -155,3 +166,24 @@ class StoreDataError(StoreError, ValueError):
 
 class SchemaError(StoreError):
     """The database schema is missing or older than this version of Tripwright."""
+
+
+class EnvelopeError(TripwrightError, ValueError):
+    """A message is not a valid CloudEvents 1.0 envelope (``reason`` says why)."""
+
+
+class EventSchemaError(TripwrightError, ValueError):
+    """An event's data does not fit its type, or its schema version has no upcaster path."""
+
+
+class DeadLetterNotFoundError(TripwrightError, LookupError):
+    """No dead letter exists with the given id."""
+
+
+class TransportError(TripwrightError, ConnectionError):
+    """An event transport failed (connect, publish, consume); the driver's exception is the
+    ``__cause__``. Nothing committed is lost: the outbox relay publishes again."""
+
+
+class TransportClosedError(TransportError):
+    """The transport was used before :meth:`connect` or after :meth:`close`."""
