@@ -169,22 +169,36 @@ def _with_engine(
         raise _fail(str(exc)) from None
 
 
+OptionalFlowsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--flows",
+        envvar="TRIPWRIGHT_FLOWS",
+        help="Definitions (module:attribute): with them, a run's position is described in "
+        "its model's terms (a saga's element and phase).",
+    ),
+]
+
+
 @runs_app.command("show")
-def runs_show(run_id: str, db: DbOption = DEFAULT_DB) -> None:
-    """Print a run and its journal as JSON."""
+def runs_show(
+    run_id: str,
+    db: DbOption = DEFAULT_DB,
+    flows: OptionalFlowsOption = None,
+    journal: Annotated[bool, typer.Option(help="Include the journal.")] = True,
+) -> None:
+    """Print a run as JSON: status, step, position, context, next timer, and its journal."""
 
     async def show(engine: Engine) -> dict[str, object]:
-        run = await engine.get(run_id)
-        journal = await engine.journal(run_id)
-        return {
-            **_run_json(run),
-            "journal": [
+        shown = (await engine.describe(run_id)).to_json()
+        if journal:
+            shown["journal"] = [
                 {"seq": e.seq, "kind": e.kind, "step": e.step, "at": e.at, "data": e.data}
-                for e in journal
-            ],
-        }
+                for e in await engine.journal(run_id)
+            ]
+        return shown
 
-    console.print_json(json.dumps(_with_engine(db, show)))
+    console.print_json(json.dumps(_with_engine(db, show, flows)))
 
 
 @runs_app.command("list")

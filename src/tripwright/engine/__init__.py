@@ -32,6 +32,7 @@ from tripwright.engine.records import (
 from tripwright.engine.registry import FlowRegistry
 from tripwright.engine.retry import RetryPolicy
 from tripwright.engine.store import Store, create_store, upgrade
+from tripwright.engine.summary import Position, RunSummary, TimerInfo
 from tripwright.engine.worker import Worker
 
 __all__ = [
@@ -48,14 +49,17 @@ __all__ = [
     "JournalEntry",
     "JournalKind",
     "Outcome",
+    "Position",
     "RealClock",
     "RetryPolicy",
     "RunRecord",
     "RunStatus",
+    "RunSummary",
     "Sleep",
     "StepContext",
     "StepSpec",
     "Store",
+    "TimerInfo",
     "VirtualClock",
     "WaitEvent",
     "Worker",

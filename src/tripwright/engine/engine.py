@@ -23,6 +23,7 @@ from tripwright.engine.records import (
 )
 from tripwright.engine.registry import FlowRegistry
 from tripwright.engine.store.base import Store
+from tripwright.engine.summary import RunSummary, summarize
 from tripwright.engine.worker import Worker
 from tripwright.errors import ConfigurationError, InvalidRunStateError, TripwrightError
 
@@ -159,6 +160,15 @@ class Engine:
         """The run now (:class:`RunNotFoundError` if there is none)."""
         return await self.store.get_run(run_id)
 
+    async def describe(self, run_id: str) -> RunSummary:
+        """What run control shows of a run: status, current step, the position its model
+        describes (when its flow is registered here), context, what it waits for, and its
+        next pending timer."""
+        run = await self.store.get_run(run_id)
+        events = await self.store.pending_events(run_id)
+        definition = self._definition_of(run)
+        return summarize(run, events, definition.position if definition else None)
+
     async def list_runs(
         self,
         *,
@@ -214,12 +224,8 @@ class Engine:
         """
         now = self.clock.now()
         run = await self.store.get_run(run_id)
-        handler = None
-        if clean_up and run.flow_name in self.registry:
-            try:
-                handler = self.registry.get(run.flow_name, run.flow_version).on_cancel
-            except TripwrightError:
-                handler = None
+        definition = self._definition_of(run) if clean_up else None
+        handler = definition.on_cancel if definition is not None else None
         if handler is None:
             return await self.store.cancel_run(run_id, now, reason)
 
@@ -375,6 +381,15 @@ class Engine:
                 self.registry.register(flow)
             return self.registry.get(flow.name, version or flow.version)
         return self.registry.get(flow, version)
+
+    def _definition_of(self, run: RunRecord) -> Flow | None:
+        """The run's own definition, if registered here (same name and version)."""
+        if run.flow_name not in self.registry:
+            return None
+        try:
+            return self.registry.get(run.flow_name, run.flow_version)
+        except TripwrightError:
+            return None
 
     def _notify(self) -> None:
         for worker in self._workers:

@@ -28,6 +28,7 @@ from tripwright.engine import codec
 from tripwright.engine.clock import Clock
 from tripwright.engine.records import EventRecord, JournalKind, NewEvent, OutboxMessage
 from tripwright.engine.retry import RetryPolicy
+from tripwright.engine.summary import PositionFn
 from tripwright.errors import ConfigurationError, DefinitionError
 
 __all__ = [
@@ -136,6 +137,7 @@ class Flow:
         default_retry: RetryPolicy | None = None,
         default_timeout: float | None = None,
         on_cancel: str | None = None,
+        position: PositionFn | None = None,
     ) -> None:
         if (
             not name
@@ -153,6 +155,9 @@ class Flow:
         #: A step that a cancel runs instead of stopping the run at once (a saga's
         #: compensation); it sees the cancel as ``ctx.failure``.
         self.on_cancel = on_cancel
+        #: How run control describes a run's position in this flow's model (a saga's
+        #: element and phase, a state machine's configuration); None: its engine step.
+        self.position = position
         self._steps: dict[str, StepSpec] = {}
         self._order: list[str] = []
         self._start: str | None = None
