@@ -24,6 +24,11 @@ risky = Saga("risky")
 risky.step("hold", _act)
 risky.step("ticket", _act, pivot=True)
 
+held = Saga("held")
+held.step("fare", _act, compensate=_undo, deadline=900, on_expiry="reacquire")
+held.wait("payment", "paid", timeout=3600)
+held.step("ticket", _act, final=True)
+
 ping = Flow("ping")
 
 
@@ -32,4 +37,4 @@ async def hello(ctx: StepContext) -> None:
     ctx.context["hello"] = True
 
 
-definitions = [trip, risky, ping]
+definitions = [trip, risky, held, ping]

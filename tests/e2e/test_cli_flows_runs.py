@@ -104,3 +104,37 @@ def test_runs_cancel_with_flows_runs_the_saga_clean_up(tmp_path: Path) -> None:
     shown = json.loads(run_cli("runs", "show", run_id, "--db", url, cwd=ROOT).stdout)
     assert shown["step"] == "saga:compensate"
     assert shown["journal"][-1]["kind"] == "cancel_requested"
+
+
+def test_runs_show_describes_a_waiting_saga(tmp_path: Path) -> None:
+    """`runs show --flows` prints the run's status, saga position, context and its next
+    timer (a hold's deadline); without --flows the position is the engine step."""
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    upgrade(url)
+
+    async def start_and_wait() -> str:
+        store = create_store(url)
+        await store.open()
+        try:
+            engine = Engine(store, load_flows([FLOWS]))
+            run = await engine.start("held")
+            await engine.worker().run_until_idle()
+            return run.id
+        finally:
+            await store.close()
+
+    run_id = asyncio.run(start_and_wait())
+    done = run_cli("runs", "show", run_id, "--db", url, "--flows", FLOWS, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert (shown["status"], shown["step"]) == ("waiting", "step:payment")
+    assert shown["position"]["model"] == "sequence"
+    assert shown["position"]["at"] == ["payment"]
+    assert shown["position"]["details"]["phase"] == "waiting"
+    assert shown["next_timer"]["name"] == "deadline:fare"
+    assert shown["next_timer"]["at"] == shown["position"]["details"]["holds"]["fare"]
+    assert shown["waiting_for"] == ["paid", "deadline:fare"]
+    assert shown["context"]["results"] == {"fare": "fare"}
+    bare = json.loads(run_cli("runs", "show", run_id, "--db", url, "--no-journal", cwd=ROOT).stdout)
+    assert bare["position"] == {"model": "engine", "at": ["step:payment"], "details": {}}
+    assert "journal" not in bare

@@ -8,7 +8,8 @@ that keeps failing, or a post-pivot step that does, parks the run for an operato
 waits for the event ``saga.retry`` or ``saga.resolve``): nothing is silently dropped::
 
     trip = Saga("book_trip")
-    trip.step("hold_flight", hold_flight, compensate=release_flight)
+    trip.step("hold_flight", hold_flight, compensate=release_flight,
+              deadline=900, on_expiry="reacquire")
     trip.parallel("extras", branch("car", hold_car, compensate=release_car),
                   branch("insurance", quote_insurance), join=ALL)
     trip.step("charge", charge, compensate=refund)
@@ -21,6 +22,10 @@ each parallel group's outcome is durable. Actions get an idempotency key that is
 across retries and crashes; a compensation gets its own key plus the key of the action it
 undoes (``ctx.forward_key``), so a provider can find what to release.
 
+Holds can expire: a step or group with a ``deadline`` makes the saga compensate when the
+deadline passes before the pivot, or, with ``on_expiry="reacquire"``, release the expired
+hold and run the action again with a new key, then carry on where the saga was.
+
 Adding a step means editing the definition and deploying a new version: that is this
 model's known cost (running runs keep the version they started with).
 """
@@ -29,8 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from tripwright.engine.executor import idempotency_key
 from tripwright.engine.flow import (
@@ -42,9 +46,32 @@ from tripwright.engine.flow import (
     StepContext,
     WaitEvent,
 )
-from tripwright.engine.records import JournalKind
+from tripwright.engine.records import JournalKind, RunRecord, RunStatus
 from tripwright.engine.retry import RetryPolicy
+from tripwright.engine.summary import Position
 from tripwright.errors import DefinitionError, FinalError
+from tripwright.flows._saga_checks import saga_mermaid, saga_problems
+from tripwright.flows._saga_elements import (
+    ALL,
+    ANY,
+    DEADLINE_PREFIX,
+    DEFAULT_REACQUIRES,
+    RACE,
+    Action,
+    Compensation,
+    Element,
+    Expiry,
+    Holding,
+    Join,
+    ParallelGroup,
+    Problem,
+    SagaContext,
+    SagaStep,
+    WaitFor,
+    at_least,
+    branch,
+    check_hold,
+)
 
 __all__ = [
     "ALL",
@@ -61,166 +88,13 @@ __all__ = [
     "branch",
 ]
 
-Action = Callable[["SagaContext"], Awaitable[Any]]
-Compensation = Callable[["SagaContext"], Awaitable[Any]]
-
 COMPENSATE = "saga:compensate"
+REACQUIRE = "saga:reacquire"
 STUCK = "saga:stuck"
 OPERATOR = "saga:operator"
 FINISH = "saga:finish"
 RETRY_EVENT = "saga.retry"
 RESOLVE_EVENT = "saga.resolve"
-
-
-@dataclass(frozen=True, slots=True)
-class Join:
-    """How a parallel group joins: ``all``, ``any``, ``at_least`` n, or a ``race``."""
-
-    kind: Literal["all", "any", "at_least", "race"]
-    n: int = 1
-
-    def needed(self, branches: int) -> int:
-        if self.kind == "all":
-            return branches
-        if self.kind == "at_least":
-            return self.n
-        return 1
-
-
-ALL = Join("all")
-ANY = Join("any")
-#: The first branch to succeed wins; the other branches are stopped and compensated.
-RACE = Join("race")
-
-
-def at_least(n: int) -> Join:
-    """Join once ``n`` branches succeeded."""
-    if n < 1:
-        raise DefinitionError(f"at_least needs n >= 1, not {n}")
-    return Join("at_least", n)
-
-
-@dataclass(frozen=True, slots=True)
-class SagaStep:
-    """A saga step (or a parallel branch): an action and what undoes it."""
-
-    name: str
-    action: Action
-    compensate: Compensation | None = None
-    retry: RetryPolicy | None = None
-    timeout: float | None = None
-    pivot: bool = False
-    readonly: bool = False
-    #: Seconds after completion that what the step holds expires (a fare or room hold),
-    #: unless the saga reaches its pivot first; on expiry the saga compensates.
-    deadline: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class WaitFor:
-    """Wait durably for an external event (a signal), optionally with a timeout.
-
-    The event's payload becomes the step's result. A timeout before the pivot compensates
-    the saga; after it, the run is parked for an operator.
-    """
-
-    name: str
-    event: str
-    timeout: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ParallelGroup:
-    """Branches that run at once and join by a policy."""
-
-    name: str
-    branches: tuple[SagaStep, ...]
-    join: Join = ALL
-    timeout: float | None = None
-
-
-Element = SagaStep | ParallelGroup | WaitFor
-DEADLINE_PREFIX = "deadline:"
-
-
-def branch(
-    name: str,
-    action: Action,
-    *,
-    compensate: Compensation | None = None,
-    retry: RetryPolicy | None = None,
-    timeout: float | None = None,
-    readonly: bool = False,
-) -> SagaStep:
-    """A branch of a parallel group."""
-    return SagaStep(name, action, compensate, retry, timeout, readonly=readonly)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """A finding of :meth:`Saga.validate`."""
-
-    severity: Literal["error", "warning"]
-    element: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.severity}: {self.element}: {self.message}"
-
-
-class SagaContext:
-    """What a saga action or compensation sees.
-
-    ``data`` is the saga's own JSON working state (committed with each step); ``results``
-    holds what earlier steps returned, by step name.
-    """
-
-    __slots__ = ("_ctx", "forward_key", "idempotency_key", "step")
-
-    def __init__(
-        self, ctx: StepContext, *, step: str, key: str, forward_key: str | None = None
-    ) -> None:
-        self._ctx = ctx
-        self.step = step
-        self.idempotency_key = key
-        self.forward_key = forward_key
-
-    @property
-    def run_id(self) -> str:
-        return self._ctx.run_id
-
-    @property
-    def input(self) -> Any:
-        return self._ctx.input
-
-    @property
-    def data(self) -> dict[str, Any]:
-        data: dict[str, Any] = self._ctx.context.setdefault("data", {})
-        return data
-
-    @property
-    def results(self) -> dict[str, Any]:
-        results: dict[str, Any] = self._ctx.context.setdefault("results", {})
-        return results
-
-    @property
-    def attempt(self) -> int:
-        return self._ctx.attempt
-
-    @property
-    def correlation_id(self) -> str:
-        return self._ctx.correlation_id
-
-    @property
-    def clock(self) -> Any:
-        return self._ctx.clock
-
-    def publish(self, topic: str, type: str, data: Any, *, subject: str | None = None) -> str:
-        """Queue an event in the outbox, committed with this step."""
-        return self._ctx.publish(topic, type, data, subject=subject)
-
-    def note(self, message: str, **data: Any) -> None:
-        self._ctx.note(message, **data)
 
 
 class Saga:
@@ -259,15 +133,35 @@ class Saga:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
         pivot: bool = False,
+        final: bool = False,
         readonly: bool = False,
         deadline: float | None = None,
+        on_expiry: Expiry = "compensate",
+        max_reacquires: int = DEFAULT_REACQUIRES,
     ) -> SagaStep:
-        """Append a step. ``pivot=True`` marks the point of no return;
-        ``readonly=True`` declares a step without side effects (it needs no compensation);
-        ``deadline`` is how long what it holds stays valid (see :class:`SagaStep`)."""
-        if deadline is not None and not deadline > 0:
-            raise DefinitionError("a deadline must be > 0", flow=self.name, step=name)
-        element = SagaStep(name, action, compensate, retry, timeout, pivot, readonly, deadline)
+        """Append a step.
+
+        ``pivot=True`` marks the point of no return; ``final=True`` makes it a *final*
+        pivot, at which the saga completes (a step after it is an error). ``readonly=True``
+        declares a step without side effects (it needs no compensation). ``deadline`` is
+        how long what the step holds stays valid; ``on_expiry`` says what an expiry before
+        the pivot does: ``"compensate"`` the saga, or ``"reacquire"`` the hold (at most
+        ``max_reacquires`` times, then compensate).
+        """
+        check_hold(self.name, name, deadline, on_expiry, max_reacquires)
+        element = SagaStep(
+            name,
+            action,
+            compensate,
+            retry,
+            timeout,
+            pivot or final,
+            readonly,
+            deadline,
+            on_expiry,
+            max_reacquires,
+            final,
+        )
         self._add(element)
         return element
 
@@ -282,9 +176,17 @@ class Saga:
         return element
 
     def parallel(
-        self, name: str, *branches: SagaStep, join: Join = ALL, timeout: float | None = None
+        self,
+        name: str,
+        *branches: SagaStep,
+        join: Join = ALL,
+        timeout: float | None = None,
+        deadline: float | None = None,
+        on_expiry: Expiry = "compensate",
+        max_reacquires: int = DEFAULT_REACQUIRES,
     ) -> ParallelGroup:
-        """Append a parallel group of branches (see :func:`branch`) joined by ``join``."""
+        """Append a parallel group of branches (see :func:`branch`) joined by ``join``;
+        ``deadline`` and ``on_expiry`` make the whole group a hold (see :meth:`step`)."""
         if not branches:
             raise DefinitionError("a parallel group needs branches", flow=self.name, step=name)
         names = [b.name for b in branches]
@@ -296,7 +198,10 @@ class Saga:
                 flow=self.name,
                 step=name,
             )
-        group = ParallelGroup(name, tuple(branches), join, timeout)
+        check_hold(self.name, name, deadline, on_expiry, max_reacquires)
+        group = ParallelGroup(
+            name, tuple(branches), join, timeout, deadline, on_expiry, max_reacquires
+        )
         self._add(group)
         return group
 
@@ -319,10 +224,7 @@ class Saga:
 
     @property
     def pivot_index(self) -> int | None:
-        for index, element in enumerate(self._elements):
-            if isinstance(element, SagaStep) and element.pivot:
-                return index
-        return None
+        return next((i for i, e in enumerate(self._elements) if e.pivot), None)
 
     def element(self, name: str) -> Element:
         for element in self._elements:
@@ -330,62 +232,15 @@ class Saga:
                 return element
         raise DefinitionError(f"unknown saga step {name!r}", flow=self.name, step=name)
 
-    # -- checks -----------------------------------------------------------------------
+    # -- checks and diagram -----------------------------------------------------------
     def validate(self) -> list[Problem]:
         """Problems with the definition: errors make it unrunnable, warnings are risks."""
-        problems: list[Problem] = []
-        if not self._elements:
-            problems.append(Problem("error", self.name, "the saga has no steps"))
-            return problems
-        pivots = [e.name for e in self._elements if isinstance(e, SagaStep) and e.pivot]
-        if len(pivots) > 1:
-            problems.append(
-                Problem("error", pivots[1], f"a saga has one pivot; also marked: {pivots[0]}")
-            )
-        for element in self._elements:
-            if (
-                isinstance(element, SagaStep)
-                and element.deadline is not None
-                and element.timeout is not None
-                and element.deadline <= element.timeout
-            ):
-                problems.append(
-                    Problem(
-                        "error",
-                        element.name,
-                        f"deadline {element.deadline:g}s is not longer than the step's "
-                        f"timeout {element.timeout:g}s",
-                    )
-                )
-            if (
-                isinstance(element, SagaStep)
-                and element.deadline is not None
-                and self.pivot_index is not None
-                and self._elements.index(element) >= self.pivot_index
-            ):
-                problems.append(
-                    Problem("warning", element.name, "a deadline only applies before the pivot")
-                )
-        end = self.pivot_index if self.pivot_index is not None else len(self._elements)
-        for element in self._elements[:end]:
-            if isinstance(element, WaitFor):
-                continue
-            for item in element.branches if isinstance(element, ParallelGroup) else (element,):
-                if item.compensate is None and not item.readonly:
-                    where = (
-                        f"{element.name}/{item.name}"
-                        if isinstance(element, ParallelGroup)
-                        else item.name
-                    )
-                    problems.append(
-                        Problem(
-                            "warning",
-                            where,
-                            "side-effecting step before the pivot has no compensation "
-                            "(mark it readonly=True if it changes nothing)",
-                        )
-                    )
-        return problems
+        return saga_problems(self.name, self._elements)
+
+    def to_mermaid(self) -> str:
+        """A Mermaid flowchart: steps in order, groups as subgraphs, compensations dashed,
+        the pivot marked, holds with their deadline and re-acquisition."""
+        return saga_mermaid(self._elements)
 
     # -- compilation ------------------------------------------------------------------
     def to_flow(self) -> Flow:
@@ -395,7 +250,13 @@ class Saga:
         errors = [p for p in self.validate() if p.severity == "error"]
         if errors:
             raise DefinitionError("; ".join(str(p) for p in errors), flow=self.name)
-        flow = Flow(self.name, self.version, description=self.description, on_cancel=COMPENSATE)
+        flow = Flow(
+            self.name,
+            self.version,
+            description=self.description,
+            on_cancel=COMPENSATE,
+            position=self.position,
+        )
         pivot = self.pivot_index
         names = [e.name for e in self._elements]
         for index, element in enumerate(self._elements):
@@ -426,6 +287,11 @@ class Saga:
                     on_failure=STUCK,
                 )
         flow.add_step(COMPENSATE, self._compensate, retry=self.compensation_retry, on_failure=STUCK)
+        if any(not isinstance(e, WaitFor) and e.on_expiry == "reacquire" for e in self._elements):
+            # Only sagas that re-acquire have this step (others keep their definition hash).
+            flow.add_step(
+                REACQUIRE, self._reacquire, retry=self.compensation_retry, on_failure=STUCK
+            )
         flow.add_step(STUCK, self._stuck, retry=RetryPolicy(max_attempts=1))
         flow.add_step(OPERATOR, self._operator, retry=RetryPolicy(max_attempts=1))
         flow.add_step(FINISH, self._finish)
@@ -434,41 +300,143 @@ class Saga:
 
     # -- engine steps -----------------------------------------------------------------
     def _runner(
-        self, element: Element, following: str | None
+        self, element: SagaStep | ParallelGroup, following: str | None
     ) -> Callable[[StepContext], Awaitable[Goto | Complete]]:
         next_step = _next_step(following)
 
         async def run_step(ctx: StepContext) -> Goto | Complete:
             state = _saga_state(ctx)
-            if _expired(ctx, state):
-                return Goto(COMPENSATE)
+            if not _renewing(state, element.name) and (
+                expiry := self._on_expiry(ctx, state, resume=ctx.step)
+            ):
+                return expiry
             if isinstance(element, ParallelGroup):
                 return await self._run_group(ctx, element, next_step)
-            assert isinstance(element, SagaStep)
             result = await element.action(
                 SagaContext(ctx, step=element.name, key=ctx.idempotency_key)
             )
             ctx.context.setdefault("results", {})[element.name] = result
             state["done"].append({"name": element.name, "key": ctx.idempotency_key})
-            if element.deadline is not None and not state["pivoted"]:
-                expires = ctx.now + element.deadline
-                state.setdefault("deadlines", {})[element.name] = expires
-                ctx.set_timer(f"{DEADLINE_PREFIX}{element.name}", at=expires)
-            if element.pivot:
-                state["pivoted"] = True
-                _clear_deadlines(ctx, state)
-            return _onward(ctx, next_step)
+            return self._completed(ctx, element, next_step)
 
         return run_step
+
+    def _completed(
+        self, ctx: StepContext, element: SagaStep | ParallelGroup, next_step: str
+    ) -> Goto | Complete:
+        """After a step or group succeeded (its ``done`` entry appended): start its hold,
+        pass the pivot, or finish a re-acquisition; then go on."""
+        state = _saga_state(ctx)
+        if _renewing(state, element.name):
+            job = state["reacquire"]
+            current = job.pop("current")
+            # The renewed hold keeps its place: compensation order stays the saga's order.
+            state["done"].insert(current["index"], state["done"].pop())
+            counts = state.setdefault("reacquired", {})
+            counts[element.name] = counts.get(element.name, 0) + 1
+            _hold(ctx, state, element)
+            ctx.record(
+                JournalKind.NOTE,
+                message="hold re-acquired",
+                step=element.name,
+                key=ctx.idempotency_key,
+                reacquisitions=counts[element.name],
+            )
+            if job["queue"]:
+                return Goto(REACQUIRE)
+            resume: str = state.pop("reacquire")["resume"]
+            return Goto(resume)
+        if element.deadline is not None and not state["pivoted"]:
+            _hold(ctx, state, element)
+        if element.pivot:
+            state["pivoted"] = True
+            _clear_deadlines(ctx, state)
+        return _onward(ctx, next_step)
+
+    def _on_expiry(self, ctx: StepContext, state: dict[str, Any], *, resume: str) -> Goto | None:
+        """Whether a hold expired before the pivot, and what the saga does about it.
+
+        Holds that may be re-acquired are renewed (then the saga goes back to ``resume``);
+        a hold that may not (or no more) makes the saga compensate.
+        """
+        if state.get("pivoted"):
+            return None
+        deadlines: dict[str, float] = state.get("deadlines", {})
+        late = sorted((n for n, t in deadlines.items() if t <= ctx.now), key=deadlines.__getitem__)
+        if not late:
+            return None
+        counts: dict[str, int] = state.get("reacquired", {})
+        final = [n for n in late if not self._renewable(n, counts)]
+        if final:
+            renewed = counts.get(final[0], 0)
+            state["failure"] = {
+                "step": f"step:{final[0]}",
+                "error": {
+                    "type": "DeadlineExpired",
+                    "message": f"the hold of {final[0]} expired"
+                    + (f" (re-acquired {renewed} times already)" if renewed else ""),
+                },
+            }
+            ctx.record(JournalKind.NOTE, message="deadline expired", steps=late)
+            return Goto(COMPENSATE)
+        state["reacquire"] = {"queue": late, "resume": resume}
+        ctx.record(JournalKind.NOTE, message="deadline expired: re-acquiring", steps=late)
+        return Goto(REACQUIRE)
+
+    def _renewable(self, name: str, counts: Mapping[str, int]) -> bool:
+        element = self.element(name)
+        return (
+            not isinstance(element, WaitFor)
+            and element.on_expiry == "reacquire"
+            and counts.get(name, 0) < element.max_reacquires
+        )
+
+    async def _reacquire(self, ctx: StepContext) -> Goto:
+        """Release the next expired hold (its compensation, with the key of the action it
+        undoes), then run its action again, with a new key."""
+        state = _saga_state(ctx)
+        name = state["reacquire"]["queue"][0]
+        entry = next(d for d in state["done"] if d["name"] == name)
+        await self._undo_entry(ctx, self.element(name), entry)
+        return self._released(ctx, state, name, reason="hold expired")
+
+    def _released(self, ctx: StepContext, state: dict[str, Any], name: str, reason: str) -> Goto:
+        """An expired hold is released: forget it, and go and acquire it again."""
+        job = state["reacquire"]
+        job["queue"].remove(name)
+        index = next(i for i, d in enumerate(state["done"]) if d["name"] == name)
+        entry = state["done"].pop(index)
+        visit = state.get("reacquired", {}).get(name, 0) + 1
+        job["current"] = {
+            "name": name,
+            "index": index,
+            "key": idempotency_key(ctx.run_id, f"step:{name}", visit),
+        }
+        state.get("deadlines", {}).pop(name, None)
+        ctx.cancel_timer(f"{DEADLINE_PREFIX}{name}")
+        ctx.record(
+            JournalKind.COMPENSATION,
+            step=name,
+            reason=reason,
+            branches=list(entry.get("branches", {})) or None,
+        )
+        return Goto(f"step:{name}")
 
     def _waiter(self, element: WaitFor) -> Callable[[StepContext], Awaitable[Goto | WaitEvent]]:
         async def wait(ctx: StepContext) -> Goto | WaitEvent:
             state = _saga_state(ctx)
-            if _expired(ctx, state):
-                return Goto(COMPENSATE)
+            if expiry := self._on_expiry(ctx, state, resume=ctx.step):
+                return expiry
+            timeout = None
+            if element.timeout is not None:
+                # A wait resumed after a re-acquisition keeps its original timeout.
+                until = state.setdefault("waits", {}).setdefault(
+                    element.name, ctx.now + element.timeout
+                )
+                timeout = max(0.0, until - ctx.now)
             # A hold's deadline wakes the wait too.
             names = (element.event, *(DEADLINE_PREFIX + n for n in state.get("deadlines", {})))
-            return WaitEvent(names=names, timeout=element.timeout, then=f"got:{element.name}")
+            return WaitEvent(names=names, timeout=timeout, then=f"got:{element.name}")
 
         return wait
 
@@ -479,17 +447,18 @@ class Saga:
 
         async def receive(ctx: StepContext) -> Goto | Complete:
             state = _saga_state(ctx)
-            if _expired(ctx, state):
-                return Goto(COMPENSATE)
-            if ctx.event is None or ctx.event.name != element.event:
-                raise FinalError(
-                    f"no {element.event!r} within {element.timeout:g}s"
-                    if ctx.timed_out and element.timeout is not None
-                    else f"woken without {element.event!r}"
-                )
-            ctx.context.setdefault("results", {})[element.name] = ctx.event.payload
-            state["done"].append({"name": element.name, "key": None, "signal": True})
-            return _onward(ctx, next_step)
+            if ctx.event is not None and ctx.event.name == element.event:
+                ctx.context.setdefault("results", {})[element.name] = ctx.event.payload
+                state["done"].append({"name": element.name, "key": None, "signal": True})
+                state.get("waits", {}).pop(element.name, None)
+                if expiry := self._on_expiry(ctx, state, resume=next_step):
+                    return expiry
+                return _onward(ctx, next_step)
+            if expiry := self._on_expiry(ctx, state, resume=f"step:{element.name}"):
+                return expiry
+            if ctx.timed_out:
+                raise FinalError(f"no {element.event!r} within {element.timeout:g}s")
+            return Goto(f"step:{element.name}")  # a stale hold timer: wait on
 
         return receive
 
@@ -527,7 +496,7 @@ class Saga:
         ctx.context.setdefault("results", {})[group.name] = {
             n: tasks[n].result() for n in succeeded
         }
-        return _onward(ctx, next_step)
+        return self._completed(ctx, group, next_step)
 
     async def _call_branch(
         self, ctx: StepContext, group: ParallelGroup, item: SagaStep, key: str
@@ -558,7 +527,7 @@ class Saga:
                 ctx.record(
                     JournalKind.COMPENSATION, step=f"{group.name}/{name}", reason="lost race"
                 )
-            return _onward(ctx, next_step)
+            return self._completed(ctx, group, next_step)
 
         return settle
 
@@ -572,6 +541,7 @@ class Saga:
                     "of no return"
                 )
             self._add_in_doubt(ctx, state)
+        state.pop("reacquire", None)
         compensated: list[str] = state["compensated"]
         pending = [d for d in state["done"] if d["name"] not in compensated]
         if not pending:
@@ -583,15 +553,7 @@ class Saga:
                 {"failure": state["failure"], "compensated": compensated},
             )
         item = pending[-1]
-        element = self.element(item["name"])
-        if isinstance(element, WaitFor):
-            pass  # waiting took nothing: nothing to undo
-        elif isinstance(element, ParallelGroup):
-            by_name = {b.name: b for b in element.branches}
-            for name, key in reversed(list(item["branches"].items())):
-                await _undo(ctx, by_name[name].compensate, f"{element.name}/{name}", key)
-        else:
-            await _undo(ctx, element.compensate, element.name, item["key"])
+        await self._undo_entry(ctx, self.element(item["name"]), item)
         compensated.append(item["name"])
         ctx.record(
             JournalKind.COMPENSATION,
@@ -599,6 +561,16 @@ class Saga:
             branches=list(item.get("branches", {})) or None,
         )
         return Goto(COMPENSATE)
+
+    async def _undo_entry(self, ctx: StepContext, element: Element, item: dict[str, Any]) -> None:
+        """Undo what a ``done`` entry did: a step's compensation, or every branch's (last
+        first); a wait took nothing."""
+        if isinstance(element, ParallelGroup):
+            by_name = {b.name: b for b in element.branches}
+            for name, key in reversed(list(item["branches"].items())):
+                await _undo(ctx, by_name[name].compensate, f"{element.name}/{name}", key)
+        elif isinstance(element, SagaStep):
+            await _undo(ctx, element.compensate, element.name, item["key"])
 
     def _add_in_doubt(self, ctx: StepContext, state: dict[str, Any]) -> None:
         """A step that timed out may have taken effect at the provider: undo it too.
@@ -618,10 +590,16 @@ class Saga:
         name = engine_step.split(":", 1)[1]
         if any(d["name"] == name for d in state["done"]):
             return
-        key = idempotency_key(ctx.run_id, engine_step, 0)
         element = self.element(name)
         if isinstance(element, WaitFor):
             return
+        current = (state.get("reacquire") or {}).get("current") or {}
+        # A re-acquisition in doubt used a later visit's key.
+        key = (
+            current["key"]
+            if current.get("name") == name
+            else idempotency_key(ctx.run_id, engine_step, 0)
+        )
         if isinstance(element, ParallelGroup):
             branches = {b.name: f"{key}/{b.name}" for b in element.branches}
             state["done"].append({"name": name, "branches": branches, "in_doubt": True})
@@ -642,14 +620,20 @@ class Saga:
         assert ctx.event is not None
         ctx.note(f"operator {ctx.event.name}", step=stuck)
         if ctx.event.name == RETRY_EVENT:
-            # A wait that timed out is retried by waiting again.
-            return Goto("step:" + stuck[4:] if stuck.startswith("got:") else stuck)
+            if stuck.startswith("got:"):
+                # A wait that timed out is retried by waiting again, for as long again.
+                state.get("waits", {}).pop(stuck[4:], None)
+                return Goto("step:" + stuck[4:])
+            return Goto(stuck)
         # Resolved by hand: treat the stuck step as done and carry on after it.
         if stuck == COMPENSATE:
             pending = [d for d in state["done"] if d["name"] not in state["compensated"]]
             if pending:
                 state["compensated"].append(pending[-1]["name"])
             return Goto(COMPENSATE)
+        if stuck == REACQUIRE:
+            name = state["reacquire"]["queue"][0]
+            return self._released(ctx, state, name, reason="released by an operator")
         if stuck.startswith("race:"):
             state.pop("race_losers", None)
         name = stuck.split(":", 1)[1]
@@ -662,43 +646,41 @@ class Saga:
     async def _finish(self, ctx: StepContext) -> Complete:
         return _complete(ctx)
 
-    # -- diagram ----------------------------------------------------------------------
-    def to_mermaid(self) -> str:
-        """A Mermaid flowchart: steps in order, groups as subgraphs, compensations dashed,
-        the pivot marked."""
-        lines = ["flowchart TD", "  start((start))"]
-        previous = "start"
-        for element in self._elements:
-            node = _node_id(element.name)
-            if isinstance(element, ParallelGroup):
-                lines.append(
-                    f'  subgraph {node}["{element.name} (join: {_join_label(element.join)})"]'
-                )
-                for item in element.branches:
-                    lines.append(f'    {node}_{_node_id(item.name)}["{item.name}"]')
-                lines.append("  end")
-                for item in element.branches:
-                    if item.compensate is not None:
-                        undo = f"{node}_{_node_id(item.name)}_undo"
-                        lines.append(f'  {undo}(["undo {item.name}"])')
-                        lines.append(f"  {node}_{_node_id(item.name)} -.-> {undo}")
-            elif isinstance(element, WaitFor):
-                wait = f" ≤ {element.timeout:g}s" if element.timeout else ""
-                lines.append(f'  {node}[/"wait {element.event}{wait}"/]')
-            else:
-                label = f"{element.name} ⟂ pivot" if element.pivot else element.name
-                if element.deadline is not None:
-                    label += f" ⏳ {element.deadline:g}s"
-                shape = f'{{{{"{label}"}}}}' if element.pivot else f'["{label}"]'
-                lines.append(f"  {node}{shape}")
-                if element.compensate is not None:
-                    lines.append(f'  {node}_undo(["undo {element.name}"])')
-                    lines.append(f"  {node} -.-> {node}_undo")
-            lines.append(f"  {previous} --> {node}")
-            previous = node
-        lines.append("  done((done))")
-        lines.append(f"  {previous} --> done")
-        return "\n".join(lines) + "\n"
+    # -- run control ------------------------------------------------------------------
+    def position(self, run: RunRecord) -> Position:
+        """Where a run of this saga is: its element and phase (the hook run control uses)."""
+        state: dict[str, Any] = run.context.get("saga") or {}
+        step = run.step or ""
+        kind, _, name = step.partition(":")
+        details: dict[str, Any] = {
+            "pivoted": bool(state.get("pivoted")),
+            "done": [d["name"] for d in state.get("done", [])],
+            "compensated": list(state.get("compensated", [])),
+            "holds": dict(state.get("deadlines", {})),
+            "reacquired": dict(state.get("reacquired", {})),
+        }
+        at: tuple[str, ...] = (name,) if kind in ("step", "got", "race") else ()
+        if run.is_terminal:
+            phase = run.status.value
+        elif run.status is RunStatus.NEEDS_ATTENTION or step in (STUCK, OPERATOR):
+            phase = "needs_attention"
+            stuck = str((state.get("attention") or {}).get("step") or "")
+            at = (stuck.partition(":")[2],) if stuck.startswith(("step:", "got:")) else at
+        elif step == COMPENSATE:
+            phase = "compensating"
+            pending = [n for n in details["done"] if n not in details["compensated"]]
+            at = (pending[-1],) if pending else ()
+        elif step == REACQUIRE or "reacquire" in state:
+            phase = "reacquiring"
+            job = state.get("reacquire") or {}
+            current = (job.get("current") or {}).get("name")
+            at = (current,) if current else tuple(job.get("queue", ())[:1])
+        elif run.status is RunStatus.WAITING:
+            phase = "waiting"
+        else:
+            phase = "forward"
+        details["phase"] = phase
+        return Position("sequence", at, details)
 
 
 def _saga_state(ctx: StepContext) -> dict[str, Any]:
@@ -706,6 +688,20 @@ def _saga_state(ctx: StepContext) -> dict[str, Any]:
         "saga", {"done": [], "compensated": [], "pivoted": False, "failure": None}
     )
     return state
+
+
+def _renewing(state: dict[str, Any], name: str) -> bool:
+    """Whether the saga is re-acquiring the hold of ``name`` right now."""
+    current = (state.get("reacquire") or {}).get("current") or {}
+    return bool(current.get("name") == name)
+
+
+def _hold(ctx: StepContext, state: dict[str, Any], element: Holding) -> None:
+    """Start the hold of ``element``: its deadline, as a durable timer."""
+    assert element.deadline is not None
+    expires = ctx.now + element.deadline
+    state.setdefault("deadlines", {})[element.name] = expires
+    ctx.set_timer(f"{DEADLINE_PREFIX}{element.name}", at=expires)
 
 
 def _next_step(following: str | None) -> str:
@@ -740,21 +736,6 @@ def _cancelled(state: dict[str, Any]) -> bool:
     return bool((failure.get("error") or {}).get("type") == "Cancelled")
 
 
-def _expired(ctx: StepContext, state: dict[str, Any]) -> bool:
-    """Whether a hold's deadline passed before the pivot; if so, record the failure."""
-    if state.get("pivoted"):
-        return False
-    late = sorted(n for n, t in state.get("deadlines", {}).items() if t <= ctx.now)
-    if not late:
-        return False
-    state["failure"] = {
-        "step": f"step:{late[0]}",
-        "error": {"type": "DeadlineExpired", "message": f"the hold of {late[0]} expired"},
-    }
-    ctx.record(JournalKind.NOTE, message="deadline expired", steps=late)
-    return True
-
-
 def _clear_deadlines(ctx: StepContext, state: dict[str, Any]) -> None:
     for name in state.pop("deadlines", {}):
         ctx.cancel_timer(f"{DEADLINE_PREFIX}{name}")
@@ -777,7 +758,7 @@ def _group_failure(
         "step": f"step:{group.name}",
         "error": {
             "type": "JoinFailed",
-            "message": f"{group.name}: join {_join_label(group.join)} not reached",
+            "message": f"{group.name}: join {group.join.label} not reached",
             "branches": errors,
         },
     }
@@ -793,11 +774,3 @@ async def _first_success(
         if winners:
             return winners[0]
     return None
-
-
-def _join_label(join: Join) -> str:
-    return f"at_least {join.n}" if join.kind == "at_least" else join.kind
-
-
-def _node_id(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name)
