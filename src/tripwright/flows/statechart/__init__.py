@@ -1,7 +1,9 @@
 """Statecharts with the W3C SCXML semantics: the model, the Python API, the interpreter.
 
 Definitions are immutable data (:mod:`.model`) built with the typed Python API
-(:mod:`.builder`) or loaded from YAML/SCXML. Definitions are trusted code: their
+(:mod:`.builder`) or loaded from YAML/SCXML; :class:`Interpreter` runs one session of a
+chart a macrostep at a time (:mod:`.outputs` says what it returns, :mod:`.snapshot` how
+it is checkpointed); :mod:`.memory` runs it on virtual time. Definitions are trusted code: their
 expressions and scripts run as Python in the loading process.
 """
 
@@ -21,6 +23,8 @@ from tripwright.flows.statechart.builder import (
 )
 from tripwright.flows.statechart.context import ActionContext, DataView
 from tripwright.flows.statechart.events import Event, EventType, matches
+from tripwright.flows.statechart.interpreter import Interpreter
+from tripwright.flows.statechart.memory import MachineRunner, SimulationResult, simulate
 from tripwright.flows.statechart.model import (
     Assign,
     Call,
@@ -61,6 +65,7 @@ from tripwright.flows.statechart.outputs import (
     SendCancel,
     TakenTransition,
 )
+from tripwright.flows.statechart.snapshot import ChildSnapshot, PendingSend, Snapshot
 
 __all__ = [
     "Action",
@@ -69,6 +74,7 @@ __all__ = [
     "Assign",
     "Call",
     "Cancel",
+    "ChildSnapshot",
     "Condition",
     "Content",
     "Data",
@@ -83,21 +89,26 @@ __all__ = [
     "GuardOutcome",
     "HistoryType",
     "If",
+    "Interpreter",
     "Invoke",
     "InvokeCancel",
     "InvokeForward",
     "InvokeRequest",
     "Log",
     "LogEntry",
+    "MachineRunner",
     "Macrostep",
     "Microstep",
     "OutgoingEvent",
     "Output",
     "Param",
+    "PendingSend",
     "Raise",
     "Script",
     "Send",
     "SendCancel",
+    "SimulationResult",
+    "Snapshot",
     "State",
     "StateKind",
     "Statechart",
@@ -112,6 +123,7 @@ __all__ = [
     "on",
     "parallel",
     "parse_delay",
+    "simulate",
     "state",
     "statechart",
 ]

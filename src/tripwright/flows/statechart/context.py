@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any, Protocol
 
+from tripwright.flows.statechart.datamodel import RESERVED
 from tripwright.flows.statechart.events import Event
 
 __all__ = ["ActionContext", "DataView"]
@@ -55,16 +56,19 @@ class DataView(MutableMapping[str, Any]):
         self._session = session
 
     def __getitem__(self, key: str) -> Any:
-        if key not in self._session.data_names():
+        if key in RESERVED:
             raise KeyError(key)
         return self._session.namespace()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key not in RESERVED and key in self._session.namespace()
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._session.check_value(key, value)
         self._session.namespace()[key] = value
 
     def __delitem__(self, key: str) -> None:
-        if key not in self._session.data_names():
+        if key in RESERVED:
             raise KeyError(key)
         del self._session.namespace()[key]
 

@@ -191,7 +191,8 @@ class Macrostep:
     ``microsteps`` are the transitions taken, ``outputs`` the effects for the host in
     order, ``configuration`` the active states afterwards (document order). ``done`` is
     true when the machine reached a top-level final state in this macrostep; ``donedata``
-    is that state's done data.
+    is that state's done data. ``rejected`` are the conditions evaluated for events that
+    then enabled no transition (why an event was ignored).
     """
 
     event: Event | None
@@ -201,6 +202,7 @@ class Macrostep:
     ignored: bool = False
     done: bool = False
     donedata: Any = None
+    rejected: tuple[GuardOutcome, ...] = ()
 
     @property
     def delayed_sends(self) -> tuple[DelayedSend, ...]:

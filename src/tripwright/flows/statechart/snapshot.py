@@ -53,6 +53,8 @@ class Snapshot(TypedDict):
     session_id: str
     running: bool
     started: bool
+    done: bool
+    donedata: Any
     configuration: list[str]
     datamodel: dict[str, Any]
     internal: list[dict[str, Any]]
