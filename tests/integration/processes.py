@@ -7,6 +7,39 @@ import signal
 import subprocess
 from pathlib import Path
 
+import asyncpg
+
+from tests.helpers import assert_eventually
+
+
+async def db_sessions(db_url: str) -> set[int] | None:
+    """Pids of the other PostgreSQL sessions on the database (None for SQLite).
+
+    A worker killed mid-commit may still have a commit in flight: a test waits until the
+    dead worker's sessions are gone before it reads what the worker left.
+    """
+    if not db_url.startswith("postgresql"):
+        return None
+    conn = await asyncpg.connect(db_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return {row[0] for row in rows}
+
+
+async def sessions_ended(db_url: str, before: set[int] | None) -> None:
+    """Wait until the only sessions left on the database are those in ``before``."""
+
+    async def gone() -> bool:
+        now = await db_sessions(db_url)
+        return now is None or before is None or now <= before
+
+    await assert_eventually(gone, timeout=10)
+
 
 class WorkerProcesses:
     """The worker subprocesses of one test, by worker id, each logging to ``<id>.log``.

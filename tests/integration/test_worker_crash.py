@@ -14,11 +14,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from tests.helpers import assert_eventually, assert_gapless
-from tests.integration.processes import WorkerProcesses
+from tests.integration.processes import WorkerProcesses, db_sessions, sessions_ended
 from tripwright.demo.flow import EffectLedger, sample
 from tripwright.demo.job import spawn_worker
 from tripwright.engine import (
@@ -41,28 +40,6 @@ LEASE_TTL = 1.5
 STEPS = sorted(spec.name for spec in sample.steps)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest) -> str:
-    """A migrated, empty store URL, once per store kind."""
-    name = "sqlite_url" if request.param == "sqlite" else "clean_pg_url"
-    return str(request.getfixturevalue(name))
-
-
-async def _backends(db_url: str) -> set[int] | None:
-    """Pids of the other PostgreSQL sessions on the database (None for SQLite)."""
-    if not db_url.startswith("postgresql"):
-        return None
-    conn = await asyncpg.connect(db_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await conn.close()
-    return {row[0] for row in rows}
-
-
 async def _completed(store: Store) -> int:
     return (await store.count_runs(flow=sample.name)).get(RunStatus.COMPLETED.value, 0)
 
@@ -82,7 +59,7 @@ async def test_a_sigkilled_worker_loses_nothing_and_a_second_worker_finishes_its
         created = await engine.start_many(sample, [{"n": i} for i in range(RUNS)])
         run_ids = {run.id for run in created}
 
-        before_a = await _backends(db_url)  # the test's own sessions, on PostgreSQL
+        before_a = await db_sessions(db_url)  # the test's own sessions, on PostgreSQL
         workers.adopt(
             "worker-A", spawn_worker(db_url, "worker-A", ledger_path, lease_ttl=LEASE_TTL)
         )
@@ -97,11 +74,7 @@ async def test_a_sigkilled_worker_loses_nothing_and_a_second_worker_finishes_its
         assert await asyncio.to_thread(worker_a.wait, 10) == -signal.SIGKILL
 
         # A commit A sent just before dying may still land: wait until its sessions are gone.
-        async def a_sessions_gone() -> bool:
-            now = await _backends(db_url)
-            return now is None or before_a is None or now <= before_a
-
-        await assert_eventually(a_sessions_gone, timeout=10)
+        await sessions_ended(db_url, before_a)
         at_kill = {run.id: run for run in await store.list_runs(flow=sample.name, limit=2 * RUNS)}
         assert set(at_kill) == run_ids
         in_flight: dict[str, RunRecord] = {
