@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -65,6 +66,20 @@ class WorkerProcesses:
         for worker_id in worker_ids or tuple(self.procs):
             code = self.procs[worker_id].poll()
             assert code is None, f"{worker_id} exited with {code}:\n{self.log(worker_id)}"
+
+    async def kill_when(
+        self, worker_id: str, ready: Callable[[], Awaitable[bool]], *, timeout: float = 30.0
+    ) -> None:
+        """SIGKILL the worker as soon as ``ready()`` holds (failing if it exits first)."""
+
+        async def check() -> bool:
+            self.assert_alive(worker_id)
+            return await ready()
+
+        await assert_eventually(check, timeout=timeout)
+        proc = self.procs[worker_id]
+        proc.send_signal(signal.SIGKILL)
+        assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL
 
     async def terminate(self, worker_id: str, timeout: float = 20.0) -> int:
         """SIGTERM (graceful shutdown); SIGKILL and fail if it has not exited in time."""

@@ -119,13 +119,9 @@ async def test_sagas_in_a_sigkilled_worker_complete_or_compensate_exactly_once(
         )
 
         async def a_is_mid_way() -> bool:
-            workers.assert_alive("worker-A")
             return await _settled(store) >= KILL_AFTER
 
-        await assert_eventually(a_is_mid_way, timeout=30)
-        worker_a = workers.procs["worker-A"]
-        worker_a.send_signal(signal.SIGKILL)
-        assert await asyncio.to_thread(worker_a.wait, 10) == -signal.SIGKILL
+        await workers.kill_when("worker-A", a_is_mid_way)
         await sessions_ended(db_url, before)
         at_kill = await store.list_runs(flow=trip.name, limit=2 * RUNS)
         in_flight = {r.id for r in at_kill if r.lease_owner == "worker-A" and not r.is_terminal}

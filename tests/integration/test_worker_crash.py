@@ -8,7 +8,6 @@ taken from :class:`tripwright.demo.job.DemoReport`.
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -65,13 +64,9 @@ async def test_a_sigkilled_worker_loses_nothing_and_a_second_worker_finishes_its
         )
 
         async def a_is_mid_way() -> bool:
-            workers.assert_alive("worker-A")
             return await _completed(store) >= KILL_AFTER
 
-        await assert_eventually(a_is_mid_way, timeout=20)
-        worker_a = workers.procs["worker-A"]
-        worker_a.send_signal(signal.SIGKILL)
-        assert await asyncio.to_thread(worker_a.wait, 10) == -signal.SIGKILL
+        await workers.kill_when("worker-A", a_is_mid_way, timeout=20)
 
         # A commit A sent just before dying may still land: wait until its sessions are gone.
         await sessions_ended(db_url, before_a)
