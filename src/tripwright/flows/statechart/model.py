@@ -7,8 +7,10 @@ validation tools all produce or read this model; the interpreter runs it with th
 SCXML semantics.
 
 Every element carries an optional ``line``: the source line it came from (SCXML or YAML),
-for error messages. Expressions, conditions and scripts are Python source text evaluated
-over the datamodel (see :mod:`.datamodel`), or, from the Python API, Python callables.
+for error messages. Lines are not part of equality: a chart loaded from YAML equals the
+same chart loaded from SCXML or built in Python. Expressions, conditions and scripts are
+Python source text evaluated over the datamodel (see :mod:`.datamodel`), or, from the
+Python API, Python callables.
 
 Definitions are trusted code: an SCXML or YAML document's expressions and scripts run
 with the full power of the Python process that loads it. Never load one from an
@@ -80,7 +82,7 @@ class Param:
     name: str
     expr: str | None = None
     location: str | None = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,7 @@ class Content:
 
     expr: str | None = None
     value: Any = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,7 @@ class Raise:
     """Put ``event`` on the internal queue."""
 
     event: str
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,7 @@ class Send:
     namelist: tuple[str, ...] = ()
     params: tuple[Param, ...] = ()
     content: Content | None = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +137,7 @@ class Cancel:
 
     sendid: str | None = None
     sendidexpr: str | None = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +147,7 @@ class Assign:
     location: str
     expr: str | None = None
     value: Any = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +156,7 @@ class Log:
 
     label: str | None = None
     expr: str | None = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +168,7 @@ class If:
 
     branches: tuple[tuple[Condition, tuple[Executable, ...]], ...]
     orelse: tuple[Executable, ...] = ()
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +179,7 @@ class Foreach:
     item: str
     actions: tuple[Executable, ...]
     index: str | None = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +187,7 @@ class Script:
     """Python statements executed over the datamodel (names they bind become variables)."""
 
     source: str
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +195,7 @@ class Call:
     """A Python callable run as an action, given an :class:`ActionContext`."""
 
     fn: Callable[[ActionContext], object]
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -214,7 +216,7 @@ class Data:
     id: str
     expr: str | None = None
     value: Any = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +225,7 @@ class DoneData:
 
     params: tuple[Param, ...] = ()
     content: Content | None = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +243,7 @@ class Transition:
     targets: tuple[str, ...] = ()
     type: TransitionType = "external"
     actions: tuple[Executable, ...] = ()
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.type not in ("external", "internal"):
@@ -273,7 +275,7 @@ class Invoke:
     namelist: tuple[str, ...] = ()
     autoforward: bool = False
     finalize: tuple[Executable, ...] = ()
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +300,7 @@ class State:
     datamodel: tuple[Data, ...] = ()
     donedata: DoneData | None = None
     history: HistoryType | None = None
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -374,7 +376,7 @@ class Statechart:
     script: Script | None = None
     binding: Literal["early", "late"] = "early"
     version: int = 1
-    line: int | None = None
+    line: int | None = field(default=None, compare=False)
     _index: dict[str, State] = field(init=False, repr=False, compare=False, hash=False)
     _parents: dict[str, str | None] = field(init=False, repr=False, compare=False, hash=False)
 
