@@ -7,7 +7,7 @@ from dataclasses import replace
 from tripwright.flows.statechart import Log, State, Statechart, StateKind
 from tripwright.flows.statechart.memory import MachineRunner
 
-MODES = ["plain", "restored"]
+MODES = ["plain", "restored", "general"]
 
 
 def traced(chart: Statechart) -> Statechart:
@@ -27,8 +27,9 @@ def traced(chart: Statechart) -> Statechart:
 
 
 def runner(chart: Statechart, mode: str) -> MachineRunner:
-    """A runner; in ``restored`` mode it snapshots and restores after every macrostep."""
-    return MachineRunner(chart, restore_every_step=mode == "restored")
+    """A runner; ``restored`` snapshots and restores after every macrostep, ``general``
+    runs the plain algorithm without caches."""
+    return MachineRunner(chart, restore_every_step=mode == "restored", optimise=mode != "general")
 
 
 def labels(r: MachineRunner) -> list[str | None]:

@@ -186,6 +186,7 @@ class Plan:
         "configuration",
         "entries",
         "exits",
+        "fast",
         "history",
         "simple",
         "source_ids",
@@ -196,6 +197,7 @@ class Plan:
 
     def __init__(
         self,
+        chart: CompiledChart,
         exits: tuple[CState, ...],
         history: tuple[tuple[int, int], ...],
         transitions: tuple[CTransition, ...],
@@ -231,6 +233,8 @@ class Plan:
             or any(s.invokes for s in exits)
             or any(e.state.invokes or e.state.is_final or e.state.datamodel for e in entries)
         )
+        # nothing can follow in the same macrostep: no eventless transition anywhere
+        self.fast = self.simple and not chart.has_eventless and not chart.has_invokes
 
 
 def _labels(where: str, block: tuple[Executable, ...]) -> str:
@@ -489,14 +493,10 @@ class CompiledChart:
 
     # -- selection
 
-    def candidates(self, mask: int, name: str | None) -> Any:
-        """For ``(configuration, event)``: ``None`` if nothing can be enabled, a
-        :class:`Plan` if the enabled set needs no condition, else the candidate groups
-        (one tuple per active atomic state, in document order) to evaluate."""
-        key = (mask, name)
-        found = self.selections.get(key, self)
-        if found is not self:
-            return found
+    def select(self, mask: int, name: str | None) -> tuple[tuple[CTransition, ...], ...] | None:
+        """The candidate groups for ``(configuration, event)``, computed afresh: one tuple
+        per active atomic state in document order, each the transitions matching the event
+        from that state outwards up to the first without a condition."""
         states = self.states
         groups: list[tuple[CTransition, ...]] = []
         for a in bits(mask & self.atomic_mask):
@@ -512,8 +512,19 @@ class CompiledChart:
                 break
             if group:
                 groups.append(tuple(group))
+        return tuple(groups) if groups else None
+
+    def candidates(self, mask: int, name: str | None) -> Any:
+        """For ``(configuration, event)``: ``None`` if nothing can be enabled, a
+        :class:`Plan` if the enabled set needs no condition, else the candidate groups
+        (one tuple per active atomic state, in document order) to evaluate."""
+        key = (mask, name)
+        found = self.selections.get(key, self)
+        if found is not self:
+            return found
+        groups = self.select(mask, name)
         result: Any
-        if not groups:
+        if groups is None:
             result = None
         elif all(t.cond is None for g in groups for t in g):
             chosen: list[CTransition] = []
@@ -522,9 +533,9 @@ class CompiledChart:
                     chosen.append(g[0])
             result = self.plan(mask, tuple(chosen), {})
             if result is None:
-                result = tuple(groups)  # depends on history values: evaluate each time
+                result = groups  # depends on history values: evaluate each time
         else:
-            result = tuple(groups)
+            result = groups
         if len(self.selections) >= CACHE_LIMIT:
             self.selections.clear()
         self.selections[key] = result
@@ -672,6 +683,7 @@ class CompiledChart:
                     e.done_events = tuple(done)
             entries.append(e)
         plan = Plan(
+            self,
             exits=exits,
             history=tuple(recorded),
             transitions=transitions,

@@ -71,7 +71,8 @@ class Interpreter:
     """One session of a statechart. Not thread-safe; one macrostep at a time.
 
     ``now`` is the clock used to stamp delayed sends' due times (default: always 0.0,
-    so ``due`` equals the delay).
+    so ``due`` equals the delay). ``optimise=False`` runs the plain algorithm on every
+    event, without the cached selections and plans (for tests that compare the two).
     """
 
     __slots__ = (
@@ -89,6 +90,7 @@ class Interpreter:
         "_micro",
         "_now",
         "_ns",
+        "_optimise",
         "_out",
         "_rejected",
         "_running",
@@ -106,8 +108,10 @@ class Interpreter:
         *,
         session_id: str,
         now: Callable[[], float] | None = None,
+        optimise: bool = True,
     ) -> None:
         self.chart: CompiledChart = compile_chart(chart)
+        self._optimise = optimise
         self.session_id = session_id
         self._now = now
         self._config = 0
@@ -200,48 +204,55 @@ class Interpreter:
         An event no transition accepts gives ``ignored=True``; a terminated machine
         ignores every event.
         """
-        if not self._started:
-            raise InvalidRunStateError(f"session {self.session_id!r} was not started")
         if not self._running:
-            return Macrostep(event, (), _NO_OUTPUTS, self.configuration, ignored=True)
-        delayed = self._delayed
-        if delayed and event.sendid is not None and event.sendid in delayed:
-            del delayed[event.sendid]
-        self._out = None
-        self._micro = None
-        self._rejected = None
+            if not self._started:
+                raise InvalidRunStateError(f"session {self.session_id!r} was not started")
+            return Macrostep(event, (), _NO_OUTPUTS, self.configuration, True)
+        if event.sendid is not None and self._delayed:
+            self._delayed.pop(event.sendid, None)
         self._event = event
         ns = self._ns
         if ns is not None:
             ns["_event"] = event
         chart = self.chart
-        found = chart.candidates(self._config, event.name)
+        key = (self._config, event.name)
+        if not self._optimise:
+            return self._slow_send(event, chart.select(*key))
+        found = chart.selections.get(key, chart)
+        if found is chart:
+            found = chart.candidates(*key)
+        if found is None:
+            if self._invoked_any():
+                return self._slow_send(event, None)
+            return Macrostep(event, (), _NO_OUTPUTS, chart.config_ids(self._config), True)
+        if found.__class__ is Plan and found.fast:
+            # The hot path: a cached plan with nothing to run but the configuration change.
+            self._config = found.configuration
+            micro = Microstep(
+                event, found.source_ids, found.taken, (), found.target_ids, found.actions
+            )
+            return Macrostep(event, (micro,), _NO_OUTPUTS, found.target_ids)
+        return self._slow_send(event, found)
+
+    def _slow_send(self, event: Event, found: Any) -> Macrostep:
+        self._begin()
+        if self._invoked_any():
+            self._before_external(event)
         if found is None:
             ignored = True
         elif found.__class__ is Plan:
             ignored = False
-            if found.simple and not chart.has_eventless:
-                self._config = found.configuration
-                self._micro = [
-                    Microstep(
-                        event,
-                        found.source_ids,
-                        found.taken,
-                        (),
-                        found.target_ids,
-                        found.actions,
-                    )
-                ]
-                if not self._internal:
-                    return Macrostep(
-                        event, tuple(self._micro), _NO_OUTPUTS, found.target_ids, ignored=False
-                    )
-            else:
-                self._microstep(found, event, ())
+            self._microstep(found, event, ())
         else:
             ignored = not self._take(found, event)
         self._stabilise()
         return self._finish(event, ignored=ignored)
+
+    def _invoked_any(self) -> bool:
+        return False
+
+    def _before_external(self, event: Event) -> None:
+        """Finalize and autoforward for invoked children (see :mod:`.invoke`)."""
 
     def step(self) -> Macrostep | None:
         """Process the next event of this session's external queue; ``None`` if empty."""
@@ -307,6 +318,7 @@ class Interpreter:
         snapshot: Snapshot,
         *,
         now: Callable[[], float] | None = None,
+        optimise: bool = True,
     ) -> Interpreter:
         """An interpreter that carries on exactly where ``snapshot`` was taken."""
         if snapshot.get("format") != FORMAT:
@@ -315,7 +327,7 @@ class Interpreter:
             raise StatechartError(
                 f"snapshot of {snapshot['chart']!r} cannot restore chart {chart.name!r}"
             )
-        self = cls(chart, session_id=snapshot["session_id"], now=now)
+        self = cls(chart, session_id=snapshot["session_id"], now=now, optimise=optimise)
         compiled = self.chart
         self._started = snapshot["started"]
         self._running = snapshot["running"]
@@ -468,17 +480,19 @@ class Interpreter:
         self._rejected = None
 
     def _finish(self, event: Event | None, *, ignored: bool) -> Macrostep:
-        return Macrostep(
+        step = Macrostep(
             event,
             tuple(self._micro) if self._micro else (),
             tuple(self._out) if self._out else _NO_OUTPUTS,
             self.configuration,
-            ignored=ignored,
+            ignored,
             # Once done, a machine runs no further macrostep: done is reported once.
-            done=self._done,
-            donedata=self._donedata if self._done else None,
-            rejected=tuple(self._rejected) if self._rejected else (),
+            self._done,
+            self._donedata if self._done else None,
+            tuple(self._rejected) if self._rejected else (),
         )
+        self._begin()
+        return step
 
     def _emit(self, output: Output) -> None:
         out = self._out
@@ -550,8 +564,10 @@ class Interpreter:
             return False
         chart = self.chart
         key = tuple(chosen)
-        plan = chart.plans.get((self._config, key))
-        if plan is None:
+        plan = chart.plans.get((self._config, key)) if self._optimise else None
+        if not self._optimise:
+            plan, _ = chart.build_plan(self._config, key, self._history or {})
+        elif plan is None:
             plan = chart.plan(self._config, key, self._history or {})
             if plan is None:
                 plan, _ = chart.build_plan(self._config, key, self._history or {})
@@ -573,6 +589,9 @@ class Interpreter:
         return ok
 
     def _select_and_take(self, name: str | None, event: Event | None) -> bool:
+        if not self._optimise:
+            groups = self.chart.select(self._config, name)
+            return groups is not None and self._take(groups, event)
         found = self.chart.candidates(self._config, name)
         if found is None:
             return False
@@ -615,7 +634,7 @@ class Interpreter:
             self._micro = [micro]
         else:
             self._micro.append(micro)
-        if plan.simple:
+        if plan.simple and self._optimise:
             self._config = plan.configuration
             return
         if plan.history:

@@ -44,7 +44,7 @@ class MachineRunner:
     With ``restore_every_step`` the runner snapshots the interpreter after every
     macrostep, round-trips the snapshot through JSON and carries on with a restored
     interpreter: a run must not change because of it (that is what makes durable
-    checkpoints sound).
+    checkpoints sound). ``optimise=False`` runs the interpreter without its caches.
     """
 
     def __init__(
@@ -54,11 +54,15 @@ class MachineRunner:
         session_id: str = "memory",
         start: float = 0.0,
         restore_every_step: bool = False,
+        optimise: bool = True,
     ) -> None:
         self.chart = chart
+        self.optimise = optimise
         self.time = start
         self.restore_every_step = restore_every_step
-        self.interpreter = Interpreter(chart, session_id=session_id, now=self._now)
+        self.interpreter = Interpreter(
+            chart, session_id=session_id, now=self._now, optimise=optimise
+        )
         self.macrosteps: list[Macrostep] = []
         self.outputs: list[Output] = []
         self._timers: list[tuple[float, int, str, str]] = []
@@ -155,7 +159,9 @@ class MachineRunner:
                 self._active.pop((output.session, output.sendid), None)
         if self.restore_every_step:
             state = json.loads(json.dumps(self.interpreter.snapshot()))
-            self.interpreter = Interpreter.restore(self.chart, state, now=self._now)
+            self.interpreter = Interpreter.restore(
+                self.chart, state, now=self._now, optimise=self.optimise
+            )
         return step
 
     def _drop_stale(self) -> None:

@@ -21,7 +21,7 @@ it was produced inside an invoked child).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from tripwright.flows.statechart.events import Event
 
@@ -166,12 +166,12 @@ class TakenTransition:
     targets: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Microstep:
+class Microstep(NamedTuple):
     """One microstep: the transitions taken together and the configurations around them.
 
     ``event`` is ``None`` for eventless transitions and the initial entry. ``actions``
     lists the executable content the microstep ran, in order (exits, transitions, entries).
+    (An immutable named tuple: built on every transition, it must be cheap.)
     """
 
     event: Event | None
@@ -182,8 +182,7 @@ class Microstep:
     actions: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Macrostep:
+class Macrostep(NamedTuple):
     """The outcome of one external stimulus (start, an event, a due timer).
 
     ``event`` is the external event processed (``None`` for ``start``). ``ignored`` is
@@ -192,7 +191,7 @@ class Macrostep:
     order, ``configuration`` the active states afterwards (document order). ``done`` is
     true when the machine reached a top-level final state in this macrostep; ``donedata``
     is that state's done data. ``rejected`` are the conditions evaluated for events that
-    then enabled no transition (why an event was ignored).
+    then enabled no transition (why an event was ignored). (An immutable named tuple.)
     """
 
     event: Event | None
