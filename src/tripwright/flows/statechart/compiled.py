@@ -14,7 +14,7 @@ hot path is a dict lookup per event.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import CodeType
 from typing import Any, Literal
 
@@ -41,19 +41,12 @@ from tripwright.flows.statechart.model import (
     Transition,
 )
 from tripwright.flows.statechart.outputs import GuardOutcome, TakenTransition
+from tripwright.flows.statechart.plans import Plan, bits, build_plan
 
-__all__ = ["CState", "CTransition", "CompiledChart", "Plan", "compile_chart"]
+__all__ = ["CState", "CTransition", "CompiledChart", "compile_chart"]
 
 #: Cached entries per chart before a cache is cleared (bounds memory on huge charts).
 CACHE_LIMIT = 20_000
-
-
-def bits(mask: int) -> Iterator[int]:
-    """Indices of the set bits of ``mask``, ascending (document order)."""
-    while mask:
-        low = mask & -mask
-        yield low.bit_length() - 1
-        mask ^= low
 
 
 class CTransition:
@@ -156,91 +149,6 @@ class CState:
         self.invokes: tuple[Invoke, ...] = model.invokes if model else ()
         self.datamodel = model.datamodel if model else ()
         self.line = model.line if model else None
-
-
-class Entry:
-    """One state entered by a plan, with what to run on entering it."""
-
-    __slots__ = ("default_initial", "done_events", "history_content", "state", "stops")
-
-    def __init__(self, state: CState) -> None:
-        self.state = state
-        self.default_initial: CTransition | None = None
-        self.history_content: tuple[Executable, ...] = ()
-        # done.state events raised after this (final) state's entry: (name, donedata state)
-        self.done_events: tuple[tuple[str, CState | None], ...] = ()
-        self.stops = False
-
-
-class Plan:
-    """What a microstep does, computed from a configuration and its transition set.
-
-    ``exits`` in exit order, ``history`` the values recorded on exit, ``transitions`` in
-    document order, ``entries`` in entry order, ``configuration`` the mask afterwards.
-    ``simple`` is true when nothing runs but the configuration change (no content, no
-    invokes, no history, no final state).
-    """
-
-    __slots__ = (
-        "actions",
-        "configuration",
-        "entries",
-        "exits",
-        "fast",
-        "history",
-        "simple",
-        "source_ids",
-        "taken",
-        "target_ids",
-        "transitions",
-    )
-
-    def __init__(
-        self,
-        chart: CompiledChart,
-        exits: tuple[CState, ...],
-        history: tuple[tuple[int, int], ...],
-        transitions: tuple[CTransition, ...],
-        entries: tuple[Entry, ...],
-        configuration: int,
-        source_ids: tuple[str, ...],
-        target_ids: tuple[str, ...],
-    ) -> None:
-        self.exits = exits
-        self.history = history
-        self.transitions = transitions
-        self.entries = entries
-        self.configuration = configuration
-        self.source_ids = source_ids
-        self.target_ids = target_ids
-        self.taken = tuple(t.taken for t in transitions)
-        labels: list[str] = []
-        for s in exits:
-            labels.extend(_labels(f"{s.id}.exit", block) for block in s.on_exit)
-        for t in transitions:
-            if t.actions:
-                labels.append(_labels(f"{t.taken.source}.transition", t.actions))
-        for e in entries:
-            labels.extend(_labels(f"{e.state.id}.entry", block) for block in e.state.on_entry)
-            if e.default_initial is not None and e.default_initial.actions:
-                labels.append(_labels(f"{e.state.id}.initial", e.default_initial.actions))
-            if e.history_content:
-                labels.append(_labels(f"{e.state.id}.history", e.history_content))
-        self.actions = tuple(labels)
-        self.simple = not (
-            history
-            or labels
-            or any(s.invokes for s in exits)
-            or any(e.state.invokes or e.state.is_final or e.state.datamodel for e in entries)
-        )
-        # nothing can follow in the same macrostep: no eventless transition anywhere
-        self.fast = self.simple and not chart.has_eventless and not chart.has_invokes
-
-
-def _labels(where: str, block: tuple[Executable, ...]) -> str:
-    return f"{where}: " + ", ".join(
-        f"call {a.name}" if isinstance(a, Call) else type(a).__name__.lower() for a in block
-    )
 
 
 class CompiledChart:
@@ -549,7 +457,7 @@ class CompiledChart:
         key = (mask, chosen)
         plan = self.plans.get(key)
         if plan is None:
-            plan, cacheable = self.build_plan(mask, chosen, history)
+            plan, cacheable = build_plan(self, mask, chosen, history)
             if not cacheable:
                 return None
             if len(self.plans) >= CACHE_LIMIT:
@@ -557,214 +465,11 @@ class CompiledChart:
             self.plans[key] = plan
         return plan
 
-    # -- the recommendation's procedures (Appendix D), over masks
-
-    def _effective_targets(self, t: CTransition, history: dict[int, int], used: list[bool]) -> int:
-        states = self.states
-        out = 0
-        for ti in t.targets:
-            s = states[ti]
-            if s.is_history:
-                used[0] = True
-                recorded = history.get(ti)
-                if recorded is not None:
-                    out |= recorded
-                elif s.transitions:
-                    out |= self._effective_targets(s.transitions[0], history, used)
-            else:
-                out |= s.mask
-        return out
-
-    def domain(self, t: CTransition, history: dict[int, int], used: list[bool]) -> int | None:
-        """getTransitionDomain: the state whose descendants the transition exits/enters."""
-        targets = self._effective_targets(t, history, used)
-        if not targets:
-            return None
-        source = self.states[t.source]
-        if t.internal and source.is_compound and targets & ~source.desc_mask == 0:
-            return source.index
-        return self._lcca(source, targets)
-
-    def _lcca(self, source: CState, others: int) -> int:
-        states = self.states
-        for anc in source.ancestors:
-            a = states[anc]
-            if (a.is_compound or anc == 0) and others & ~a.desc_mask == 0:
-                return anc
-        return 0
-
-    def exit_mask(
-        self, mask: int, t: CTransition, history: dict[int, int], used: list[bool]
-    ) -> int:
-        """computeExitSet for one transition, as a mask of active states."""
-        if not t.targets:
-            return 0
-        d = self.domain(t, history, used)
-        return 0 if d is None else mask & self.states[d].desc_mask
-
-    def remove_conflicts(
-        self, mask: int, enabled: tuple[CTransition, ...], history: dict[int, int], used: list[bool]
-    ) -> tuple[CTransition, ...]:
-        """removeConflictingTransitions: the optimal enabled transition set."""
-        states = self.states
-        filtered: list[tuple[CTransition, int]] = []
-        for t1 in enabled:
-            exit1 = self.exit_mask(mask, t1, history, used)
-            preempted = False
-            remove: list[tuple[CTransition, int]] = []
-            for pair in filtered:
-                if exit1 & pair[1]:
-                    if states[t1.source].mask & states[pair[0].source].desc_mask:
-                        remove.append(pair)
-                    else:
-                        preempted = True
-                        break
-            if not preempted:
-                for pair in remove:
-                    filtered.remove(pair)
-                filtered.append((t1, exit1))
-        return tuple(t for t, _ in filtered)
-
     def build_plan(
         self, mask: int, chosen: tuple[CTransition, ...], history: dict[int, int]
     ) -> tuple[Plan, bool]:
         """The plan for a microstep, and whether it is independent of history values."""
-        used = [False]
-        states = self.states
-        transitions = self.remove_conflicts(mask, chosen, history, used)
-        exit_set = 0
-        for t in transitions:
-            exit_set |= self.exit_mask(mask, t, history, used)
-        exits = tuple(states[i] for i in sorted(bits(exit_set), reverse=True))
-        recorded: list[tuple[int, int]] = []
-        for s in exits:
-            for h in s.history_children:
-                if states[h].deep:
-                    value = mask & self.atomic_mask & s.desc_mask
-                else:
-                    value = 0
-                    for c in s.child_states:
-                        value |= mask & states[c].mask
-                recorded.append((h, value))
-        # History values recorded by this very step are seen by its entry set.
-        if recorded:
-            history = {**history, **dict(recorded)}
-        to_enter: set[int] = set()
-        default_entry: dict[int, CTransition] = {}
-        history_content: dict[int, tuple[Executable, ...]] = {}
-        for t in transitions:
-            for ti in t.targets:
-                self._add_descendants(ti, to_enter, default_entry, history_content, history, used)
-            d = self.domain(t, history, used)
-            for ti in bits(self._effective_targets(t, history, used)):
-                self._add_ancestors(ti, d, to_enter, default_entry, history_content, history, used)
-        after_exit = mask & ~exit_set
-        running = after_exit
-        entries: list[Entry] = []
-        for i in sorted(to_enter):
-            s = states[i]
-            running |= s.mask
-            e = Entry(s)
-            e.default_initial = default_entry.get(i)
-            e.history_content = history_content.get(i, ())
-            if s.is_final:
-                if s.parent == 0:
-                    e.stops = True
-                else:
-                    parent = states[s.parent]
-                    done: list[tuple[str, CState | None]] = [(f"done.state.{parent.id}", s)]
-                    gp = states[parent.parent] if parent.parent > 0 else None
-                    if (
-                        gp is not None
-                        and gp.is_parallel
-                        and all(self.in_final(states[c], running) for c in gp.child_states)
-                    ):
-                        done.append((f"done.state.{gp.id}", None))
-                    e.done_events = tuple(done)
-            entries.append(e)
-        plan = Plan(
-            self,
-            exits=exits,
-            history=tuple(recorded),
-            transitions=transitions,
-            entries=tuple(entries),
-            configuration=running,
-            source_ids=self.config_ids(mask),
-            target_ids=self.config_ids(running),
-        )
-        return plan, not used[0]
-
-    def _add_descendants(
-        self,
-        i: int,
-        to_enter: set[int],
-        default_entry: dict[int, CTransition],
-        history_content: dict[int, tuple[Executable, ...]],
-        history: dict[int, int],
-        used: list[bool],
-    ) -> None:
-        states = self.states
-        s = states[i]
-        if s.is_history:
-            used[0] = True
-            recorded = history.get(i)
-            if recorded is not None:
-                targets = tuple(bits(recorded))
-            else:
-                default = s.transitions[0] if s.transitions else None
-                if default is None:
-                    raise StatechartError(
-                        f"history state {s.id!r} has no recorded value and no default",
-                        element=s.id,
-                        line=s.line,
-                        flow=self.name,
-                    )
-                history_content[s.parent] = default.actions
-                targets = default.targets
-            for ti in targets:
-                self._add_descendants(ti, to_enter, default_entry, history_content, history, used)
-            for ti in targets:
-                self._add_ancestors(
-                    ti, s.parent, to_enter, default_entry, history_content, history, used
-                )
-            return
-        to_enter.add(i)
-        if s.is_compound:
-            assert s.initial is not None
-            default_entry[i] = s.initial
-            for ti in s.initial.targets:
-                self._add_descendants(ti, to_enter, default_entry, history_content, history, used)
-            for ti in s.initial.targets:
-                self._add_ancestors(ti, i, to_enter, default_entry, history_content, history, used)
-        elif s.is_parallel:
-            for c in s.child_states:
-                if not any(x in to_enter for x in bits(states[c].desc_mask)):
-                    self._add_descendants(
-                        c, to_enter, default_entry, history_content, history, used
-                    )
-
-    def _add_ancestors(
-        self,
-        i: int,
-        ancestor: int | None,
-        to_enter: set[int],
-        default_entry: dict[int, CTransition],
-        history_content: dict[int, tuple[Executable, ...]],
-        history: dict[int, int],
-        used: list[bool],
-    ) -> None:
-        states = self.states
-        for anc in states[i].ancestors:
-            if anc == ancestor or anc == 0:
-                break
-            to_enter.add(anc)
-            a = states[anc]
-            if a.is_parallel:
-                for c in a.child_states:
-                    if not any(x in to_enter for x in bits(states[c].desc_mask)):
-                        self._add_descendants(
-                            c, to_enter, default_entry, history_content, history, used
-                        )
+        return build_plan(self, mask, chosen, history)
 
 
 _COMPILED: dict[int, tuple[Statechart, CompiledChart]] = {}

@@ -13,18 +13,28 @@ expression can do anything Python can. Never run a definition from an untrusted 
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import CodeType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from tripwright.errors import StatechartError
+from tripwright.errors import ContextNotSerializableError, StatechartError
+from tripwright.flows.statechart.model import Data
+
+if TYPE_CHECKING:
+    from tripwright.flows.statechart.compiled import CState
+    from tripwright.flows.statechart.interpreter import Interpreter
 
 __all__ = [
     "RESERVED",
     "Location",
+    "bind_data",
     "compile_location",
     "compile_source",
+    "copy_json",
+    "init_datamodel",
     "is_json",
+    "late_init",
+    "run_global_script",
 ]
 
 #: Names the interpreter owns in the namespace; never datamodel variables.
@@ -116,3 +126,91 @@ def make_in(is_active: Callable[[str], bool]) -> Callable[[str], bool]:
         return is_active(state_id)
 
     return In
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON data (so no two sessions or snapshots share a mutable value)."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if type(value) is list:
+        return [copy_json(v) for v in value]
+    if type(value) is dict:
+        return {k: copy_json(v) for k, v in value.items()}
+    return value
+
+
+def init_datamodel(session: Interpreter, data: Mapping[str, Any] | None) -> None:
+    """Create the variables at start: declared data (all states' with early binding),
+    then the start ``data`` (overriding declared values), then the global script."""
+    chart = session.chart
+    ns = session.namespace()
+    declared = list(chart.global_data)
+    if not chart.late:
+        for s in chart.states[1:]:
+            declared.extend(s.datamodel)
+    given = dict(data or {})
+    for key, value in given.items():
+        if key in RESERVED:
+            raise StatechartError(f"cannot set the system variable {key!r}")
+        if not is_json(value):
+            raise ContextNotSerializableError(f"start data {key!r} is not JSON data")
+    for d in declared:
+        bind_data(session, ns, d, given)
+    for key, value in given.items():
+        ns.setdefault(key, copy_json(value))
+    if chart.script is not None:
+        run_global_script(session, ns, report=True)
+
+
+def run_global_script(session: Interpreter, ns: dict[str, Any], *, report: bool) -> None:
+    """Run the chart's script; the non-JSON names it binds are helpers, not data.
+
+    On restore (``report`` false) a failure was already reported at start.
+    """
+    script = session.chart.script
+    assert script is not None
+    before = dict(ns)
+    try:
+        exec(script, ns)
+    except Exception as exc:
+        if report:
+            model = session.chart.chart.script
+            session.execution_error(exc, model.line if model else None, None)
+    session.helpers = {
+        k: v
+        for k, v in ns.items()
+        if k not in RESERVED and (k not in before or before[k] is not v) and not is_json(v)
+    }
+
+
+def bind_data(session: Interpreter, ns: dict[str, Any], d: Data, given: dict[str, Any]) -> None:
+    """Create one variable; a failing or non-JSON value binds ``None`` and raises
+    ``error.execution``, as the recommendation says."""
+    if d.id in given:
+        ns[d.id] = copy_json(given[d.id])
+        return
+    try:
+        if d.expr is not None:
+            value = eval(session.chart.expr(d.expr, d.line), ns)
+        else:
+            value = copy_json(d.value)
+        if not is_json(value):
+            raise TypeError(f"value of data {d.id!r} is not JSON data")
+    except Exception as exc:
+        ns[d.id] = None
+        session.execution_error(exc, d.line, session.current_state)
+        return
+    ns[d.id] = value
+
+
+def late_init(session: Interpreter, s: CState) -> None:
+    """Late binding: create a state's variables the first time it is entered."""
+    initialized = session.initialized
+    if initialized is None:
+        initialized = session.initialized = set()
+    if s.index in initialized:
+        return
+    initialized.add(s.index)
+    ns = session.namespace()
+    for d in s.datamodel:
+        bind_data(session, ns, d, {})

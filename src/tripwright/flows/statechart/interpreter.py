@@ -27,31 +27,36 @@ from __future__ import annotations
 import builtins
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from tripwright.engine.codec import dumps
-from tripwright.errors import InvalidRunStateError, StatechartError
-from tripwright.flows.statechart.compiled import (
-    CompiledChart,
-    CState,
-    CTransition,
-    Plan,
-    bits,
-    compile_chart,
-)
+from tripwright.errors import InvalidRunStateError
+from tripwright.flows.statechart.compiled import CompiledChart, CState, CTransition, compile_chart
 from tripwright.flows.statechart.context import ActionContext
-from tripwright.flows.statechart.datamodel import RESERVED, is_json
+from tripwright.flows.statechart.datamodel import (
+    RESERVED,
+    init_datamodel,
+    is_json,
+    late_init,
+)
 from tripwright.flows.statechart.events import Event
 from tripwright.flows.statechart.executable import (
     SCXML_TYPES,
     evaluate_payload,
     run_block,
 )
-from tripwright.flows.statechart.model import Data, Statechart
+from tripwright.flows.statechart.invoke import (
+    Invocation,
+    before_external,
+    cancel_invokes,
+    start_invokes,
+)
+from tripwright.flows.statechart.model import Statechart
 from tripwright.flows.statechart.outputs import (
     DelayedSend,
     ErrorEntry,
     GuardOutcome,
+    InvokeCancel,
     LogEntry,
     Macrostep,
     Microstep,
@@ -59,7 +64,14 @@ from tripwright.flows.statechart.outputs import (
     Output,
     SendCancel,
 )
-from tripwright.flows.statechart.snapshot import FORMAT, PendingSend, Snapshot
+from tripwright.flows.statechart.plans import Plan, bits
+from tripwright.flows.statechart.snapshot import (
+    PendingSend,
+    Snapshot,
+    check_snapshot,
+    load_snapshot,
+    take_snapshot,
+)
 
 __all__ = ["Interpreter"]
 
@@ -73,6 +85,7 @@ class Interpreter:
     ``now`` is the clock used to stamp delayed sends' due times (default: always 0.0,
     so ``due`` equals the delay). ``optimise=False`` runs the plain algorithm on every
     event, without the cached selections and plans (for tests that compare the two).
+    ``resolve`` maps an invoke's ``src`` to the child chart to run (see :mod:`.invoke`).
     """
 
     __slots__ = (
@@ -83,22 +96,27 @@ class Interpreter:
         "_donedata",
         "_event",
         "_external",
-        "_helpers",
         "_history",
-        "_initialized",
         "_internal",
+        "_invoked",
+        "_invokeid",
         "_micro",
+        "_nested",
         "_now",
         "_ns",
         "_optimise",
         "_out",
+        "_parent",
         "_rejected",
         "_running",
         "_started",
         "_state",
         "_to_invoke",
         "chart",
+        "helpers",
         "ids",
+        "initialized",
+        "resolve",
         "session_id",
     )
 
@@ -109,9 +127,15 @@ class Interpreter:
         session_id: str,
         now: Callable[[], float] | None = None,
         optimise: bool = True,
+        resolve: Callable[[str], Statechart] | None = None,
     ) -> None:
         self.chart: CompiledChart = compile_chart(chart)
         self._optimise = optimise
+        self.resolve = resolve
+        self._invoked: dict[str, Invocation] | None = None
+        self._parent: Interpreter | None = None
+        self._invokeid: str | None = None
+        self._nested: list[Macrostep] | None = None
         self.session_id = session_id
         self._now = now
         self._config = 0
@@ -120,12 +144,12 @@ class Interpreter:
         self._done = False
         self._donedata: Any = None
         self._ns: dict[str, Any] | None = None
-        self._helpers: dict[str, Any] | None = None
+        self.helpers: dict[str, Any] | None = None
         self._internal: deque[Event] | None = None
         self._external: deque[Event] | None = None
         self._history: dict[int, int] | None = None
         self._delayed: dict[str, PendingSend] | None = None
-        self._initialized: set[int] | None = None
+        self.initialized: set[int] | None = None
         self._to_invoke: list[CState] | None = None
         self._ctx: ActionContext | None = None
         self._event: Event | None = None
@@ -163,7 +187,7 @@ class Interpreter:
         ns = self._ns
         if ns is None:
             return {}
-        helpers = self._helpers or {}
+        helpers = self.helpers or {}
         return {
             k: v
             for k, v in ns.items()
@@ -174,6 +198,16 @@ class Interpreter:
     def pending(self) -> bool:
         """Whether events wait in this session's external queue (call :meth:`step`)."""
         return bool(self._external)
+
+    @property
+    def clock(self) -> Callable[[], float] | None:
+        """The clock stamping delayed sends (shared with invoked children)."""
+        return self._now
+
+    @property
+    def config_mask(self) -> int:
+        """The configuration as a bit mask of state indices (see :mod:`.compiled`)."""
+        return self._config
 
     @property
     def pending_sends(self) -> tuple[PendingSend, ...]:
@@ -190,7 +224,7 @@ class Interpreter:
         self._begin()
         chart = self.chart
         if data or chart.script is not None or chart.has_data:
-            self._init_datamodel(data)
+            init_datamodel(self, data)
         root = chart.states[0]
         assert root.initial is not None
         plan, _ = chart.build_plan(0, (root.initial,), {})
@@ -222,7 +256,7 @@ class Interpreter:
         if found is chart:
             found = chart.candidates(*key)
         if found is None:
-            if self._invoked_any():
+            if self._invoked or event.invokeid is not None:
                 return self._slow_send(event, None)
             return Macrostep(event, (), _NO_OUTPUTS, chart.config_ids(self._config), True)
         if found.__class__ is Plan and found.fast:
@@ -236,8 +270,8 @@ class Interpreter:
 
     def _slow_send(self, event: Event, found: Any) -> Macrostep:
         self._begin()
-        if self._invoked_any():
-            self._before_external(event)
+        if (self._invoked or event.invokeid is not None) and not before_external(self, event):
+            found = None  # from an invocation that was cancelled: ignored
         if found is None:
             ignored = True
         elif found.__class__ is Plan:
@@ -248,24 +282,29 @@ class Interpreter:
         self._stabilise()
         return self._finish(event, ignored=ignored)
 
-    def _invoked_any(self) -> bool:
-        return False
-
-    def _before_external(self, event: Event) -> None:
-        """Finalize and autoforward for invoked children (see :mod:`.invoke`)."""
-
     def step(self) -> Macrostep | None:
         """Process the next event of this session's external queue; ``None`` if empty."""
         if not self._external:
             return None
         return self.send(self._external.popleft())
 
-    def fire(self, sendid: str) -> Macrostep | None:
+    def fire(self, sendid: str, session: str | None = None) -> Macrostep | None:
         """A delayed send is due: deliver it. ``None`` if it was cancelled or fired already.
 
-        An event for this session is processed at once (one macrostep); one for another
-        target comes back as an output.
+        ``session`` is the :class:`DelayedSend`'s session (an invoked child's, or this
+        one's). An event for this session is processed at once (one macrostep); one for
+        another target comes back as an output.
         """
+        if session is not None and session != self.session_id:
+            child = self._find_child(session)
+            if child is None or not self._running:
+                return None
+            step = child.fire(sendid)
+            if step is None:
+                return None
+            self._begin()
+            self.adopt(step)
+            return self._finish(None, ignored=False)
         pending = self._delayed.pop(sendid, None) if self._delayed else None
         if pending is None or not self._running:
             return None
@@ -278,38 +317,24 @@ class Interpreter:
         self._stabilise()
         return self._finish(None, ignored=False)
 
+    def _find_child(self, session: str) -> Interpreter | None:
+        for invocation in (self._invoked or {}).values():
+            child = invocation.child
+            if child is None:
+                continue
+            if child.session_id == session:
+                return child
+            found = child._find_child(session)
+            if found is not None:
+                return found
+        return None
+
     # ------------------------------------------------------------------ snapshot
 
     def snapshot(self) -> Snapshot:
-        """This session as pure JSON (raises ContextNotSerializableError naming a variable
-        that holds a non-JSON value)."""
-        data = self.datamodel
-        for key, value in data.items():
-            if not is_json(value):
-                dumps(value, what=f"datamodel variable {key!r} of session {self.session_id!r}")
-        states = self.chart.states
-        return {
-            "format": FORMAT,
-            "chart": self.chart.name,
-            "version": self.chart.chart.version,
-            "session_id": self.session_id,
-            "running": self._running,
-            "started": self._started,
-            "done": self._done,
-            "donedata": self._donedata,
-            "configuration": list(self.configuration),
-            "datamodel": _copy_json(data),
-            "internal": [e.to_json() for e in self._internal or ()],
-            "external": [e.to_json() for e in self._external or ()],
-            "history": {
-                states[h].id: [states[i].id for i in bits(v)]
-                for h, v in (self._history or {}).items()
-            },
-            "delayed": [PendingSend(**p) for p in (self._delayed or {}).values()],
-            "invoked": {},
-            "initialized": sorted(states[i].id for i in self._initialized or ()),
-            "counters": {"ids": self.ids},
-        }
+        """This session as pure JSON (see :mod:`.snapshot`); raises
+        ContextNotSerializableError naming a variable that holds a non-JSON value."""
+        return take_snapshot(self)
 
     @classmethod
     def restore(
@@ -319,47 +344,69 @@ class Interpreter:
         *,
         now: Callable[[], float] | None = None,
         optimise: bool = True,
+        resolve: Callable[[str], Statechart] | None = None,
     ) -> Interpreter:
         """An interpreter that carries on exactly where ``snapshot`` was taken."""
-        if snapshot.get("format") != FORMAT:
-            raise StatechartError(f"unknown snapshot format {snapshot.get('format')!r}")
-        if snapshot["chart"] != chart.name:
-            raise StatechartError(
-                f"snapshot of {snapshot['chart']!r} cannot restore chart {chart.name!r}"
-            )
-        self = cls(chart, session_id=snapshot["session_id"], now=now, optimise=optimise)
-        compiled = self.chart
-        self._started = snapshot["started"]
-        self._running = snapshot["running"]
-        self._done = bool(snapshot.get("done", False))
-        self._donedata = snapshot.get("donedata")
-        self._config = compiled.mask_of(snapshot["configuration"])
-        self.ids = int(snapshot["counters"].get("ids", 0))
-        if self._started:
-            self._namespace_from(snapshot["datamodel"])
-        if snapshot["internal"]:
-            self._internal = deque(Event.from_json(e) for e in snapshot["internal"])
-        if snapshot["external"]:
-            self._external = deque(Event.from_json(e) for e in snapshot["external"])
-        if snapshot["history"]:
-            self._history = {
-                compiled.by_id[h].index: compiled.mask_of(ids)
-                for h, ids in snapshot["history"].items()
-            }
-        if snapshot["delayed"]:
-            self._delayed = {p["sendid"]: PendingSend(**p) for p in snapshot["delayed"]}
-        if snapshot["initialized"]:
-            self._initialized = {compiled.by_id[i].index for i in snapshot["initialized"]}
+        check_snapshot(chart, snapshot)
+        self = cls(
+            chart, session_id=snapshot["session_id"], now=now, optimise=optimise, resolve=resolve
+        )
+        load_snapshot(self, snapshot)
         return self
 
-    def _namespace_from(self, data: dict[str, Any]) -> None:
-        chart = self.chart
-        if not (data or chart.script is not None or chart.has_data):
-            return
-        ns = self.namespace()
-        if chart.script is not None:
-            self._run_global_script(ns)
-        ns.update(_copy_json(data))
+    # ------------------------------------------------------------------ invocations
+
+    def invoked(self) -> dict[str, Invocation]:
+        """The active invocations by invoke id (created on first use)."""
+        invoked = self._invoked
+        if invoked is None:
+            invoked = self._invoked = {}
+        return invoked
+
+    def attach(self, parent: Interpreter, invokeid: str) -> None:
+        """Make this session the child ``invokeid`` of ``parent``."""
+        self._parent = parent
+        self._invokeid = invokeid
+
+    def adopt(self, step: Macrostep) -> None:
+        """Take a child's macrostep into the one running: its outputs become ours."""
+        nested = self._nested
+        if nested is None:
+            nested = self._nested = []
+        nested.append(step)
+        for output in step.outputs:
+            self.emit(output)
+
+    def enqueue(self, event: Event) -> None:
+        """Put an event on this session's external queue (from a parent or a child)."""
+        self._queue_external(event)
+
+    def cancelled(self, parent: Interpreter) -> None:
+        """This child's invoking state was exited: it ends, its timers and services too."""
+        for sendid in list(self._delayed or ()):
+            parent.emit(SendCancel(sendid, self.session_id))
+        self._delayed = None
+        for invocation in list((self._invoked or {}).values()):
+            if invocation.child is None:
+                parent.emit(InvokeCancel(invocation.invokeid, self.session_id))
+            else:
+                invocation.child.cancelled(parent)
+        self._invoked = None
+        self._running = False
+
+    def _run_children(self) -> None:
+        """Let invoked children process the events queued for them."""
+        progressed = True
+        while progressed and self._invoked:
+            progressed = False
+            for invokeid, invocation in list(self._invoked.items()):
+                child = invocation.child
+                if child is None or not child.pending or invokeid not in (self._invoked or {}):
+                    continue
+                step = child.step()
+                if step is not None:
+                    self.adopt(step)
+                    progressed = True
 
     # ------------------------------------------------------------------ services for content
 
@@ -454,7 +501,7 @@ class Interpreter:
             delayed[sendid] = PendingSend(
                 sendid=sendid, event=event.to_json(), target=target, type=type, due=due
             )
-            self._emit(DelayedSend(sendid, event, delay, due, target, type, self.session_id))
+            self.emit(DelayedSend(sendid, event, delay, due, target, type, self.session_id))
         else:
             self._route(event, target, type)
         return sendid
@@ -462,11 +509,11 @@ class Interpreter:
     def cancel_send(self, sendid: str) -> None:
         """Cancel a pending delayed send (nothing happens if it is not pending)."""
         if self._delayed and self._delayed.pop(sendid, None) is not None:
-            self._emit(SendCancel(sendid, self.session_id))
+            self.emit(SendCancel(sendid, self.session_id))
 
     def log(self, label: str | None, value: Any) -> None:
         """Emit a log entry."""
-        self._emit(LogEntry(label, value, self.session_id))
+        self.emit(LogEntry(label, value, self.session_id))
 
     def execution_error(self, exc: BaseException, line: int | None, state: str | None) -> None:
         """Put ``error.execution`` on the internal queue for a failed element."""
@@ -478,8 +525,11 @@ class Interpreter:
         self._out = None
         self._micro = None
         self._rejected = None
+        self._nested = None
 
     def _finish(self, event: Event | None, *, ignored: bool) -> Macrostep:
+        if self._invoked:
+            self._run_children()
         step = Macrostep(
             event,
             tuple(self._micro) if self._micro else (),
@@ -490,11 +540,13 @@ class Interpreter:
             self._done,
             self._donedata if self._done else None,
             tuple(self._rejected) if self._rejected else (),
+            tuple(self._nested) if self._nested else (),
         )
         self._begin()
         return step
 
-    def _emit(self, output: Output) -> None:
+    def emit(self, output: Output) -> None:
+        """Add an output to the macrostep running."""
         out = self._out
         if out is None:
             out = self._out = []
@@ -513,7 +565,7 @@ class Interpreter:
         external.append(event)
 
     def _platform_error(self, name: str, message: str, line: int | None, state: str | None) -> None:
-        self._emit(ErrorEntry(name, message, state, line, self.session_id))
+        self.emit(ErrorEntry(name, message, state, line, self.session_id))
         data = {"message": message, "state": state, "line": line}
         self._queue_internal(Event(name, data, type="platform"))
 
@@ -523,7 +575,7 @@ class Interpreter:
     def _route(self, event: Event, target: str | None, kind: str | None) -> None:
         """Deliver an event that is due now to its target."""
         if kind not in SCXML_TYPES:
-            self._emit(OutgoingEvent(target or "", kind, event, self.session_id))
+            self.emit(OutgoingEvent(target or "", kind, event, self.session_id))
         elif target is None or target in ("#_external", self._own_address()):
             self._queue_external(event)
         elif target == "#_internal":
@@ -531,12 +583,24 @@ class Interpreter:
         elif target.startswith("#_"):
             self._route_special(event, target)
         else:
-            self._emit(OutgoingEvent(target, kind, event, self.session_id))
+            self.emit(OutgoingEvent(target, kind, event, self.session_id))
 
     def _route_special(self, event: Event, target: str) -> None:
         if target.startswith("#_scxml_"):
-            self._emit(OutgoingEvent(target, _SCXML_URI, event, self.session_id))
+            self.emit(OutgoingEvent(target, _SCXML_URI, event, self.session_id))
             return
+        if target == "#_parent":
+            if self._parent is not None:
+                self._parent.enqueue(replace(event, invokeid=self._invokeid))
+                return
+        else:
+            invocation = (self._invoked or {}).get(target[2:])
+            if invocation is not None:
+                if invocation.child is not None:
+                    invocation.child.enqueue(event)
+                else:
+                    self.emit(OutgoingEvent(target, None, event, self.session_id))
+                return
         self._platform_error(
             "error.communication",
             f"cannot send {event.name!r} to {target!r}: no such session",
@@ -663,7 +727,7 @@ class Interpreter:
                     self._to_invoke = []
                 self._to_invoke.append(s)
             if self.chart.late and s.datamodel:
-                self._late_init(s)
+                late_init(self, s)
             for block in s.on_entry:
                 run_block(self, block, s.id)
             if e.default_initial is not None and e.default_initial.actions:
@@ -708,96 +772,23 @@ class Interpreter:
         self._internal = None
         # The configuration the machine ended in stays readable.
         self._config = final
+        if self._parent is not None and self._done:
+            done = Event(
+                f"done.invoke.{self._invokeid}",
+                self._donedata,
+                invokeid=self._invokeid,
+                origin=self._own_address(),
+                origintype=_SCXML_URI,
+            )
+            self._parent.enqueue(done)
 
     # ------------------------------------------------------------------ datamodel
-
-    def _init_datamodel(self, data: Mapping[str, Any] | None) -> None:
-        chart = self.chart
-        ns = self.namespace()
-        declared = list(chart.global_data)
-        if not chart.late:
-            for s in chart.states[1:]:
-                declared.extend(s.datamodel)
-        given = dict(data or {})
-        for key, value in given.items():
-            if key in RESERVED:
-                raise StatechartError(f"cannot set the system variable {key!r}")
-            if not is_json(value):
-                dumps(value, what=f"start data {key!r}")
-        for d in declared:
-            self._bind_data(ns, d, given)
-        for key, value in given.items():
-            ns.setdefault(key, _copy_json(value))
-        if chart.script is not None:
-            self._state = None
-            self._run_global_script(ns)
-
-    def _run_global_script(self, ns: dict[str, Any]) -> None:
-        script = self.chart.script
-        assert script is not None
-        before = dict(ns)
-        try:
-            exec(script, ns)
-        except Exception as exc:
-            line = self.chart.chart.script.line if self.chart.chart.script else None
-            self.execution_error(exc, line, None)
-        self._helpers = {
-            k: v
-            for k, v in ns.items()
-            if k not in RESERVED and (k not in before or before[k] is not v) and not is_json(v)
-        }
-
-    def _bind_data(self, ns: dict[str, Any], d: Data, given: dict[str, Any]) -> None:
-        if d.id in given:
-            ns[d.id] = _copy_json(given[d.id])
-            return
-        try:
-            if d.expr is not None:
-                value = eval(self.chart.expr(d.expr, d.line), ns)
-            else:
-                value = _copy_json(d.value)
-            if not is_json(value):
-                raise TypeError(f"value of data {d.id!r} is not JSON data")
-        except Exception as exc:
-            ns[d.id] = None
-            self.execution_error(exc, d.line, self._state)
-            return
-        ns[d.id] = value
-
-    def _late_init(self, s: CState) -> None:
-        initialized = self._initialized
-        if initialized is None:
-            initialized = self._initialized = set()
-        if s.index in initialized:
-            return
-        initialized.add(s.index)
-        ns = self.namespace()
-        for d in s.datamodel:
-            self._bind_data(ns, d, {})
-
-    # ------------------------------------------------------------------ invocations
 
     def _start_invokes(self) -> None:
         states = self._to_invoke or []
         self._to_invoke = None
-        for s in states:
-            if self._config & s.mask:
-                raise StatechartError(
-                    "invoke is not supported by this interpreter yet",
-                    element=s.id,
-                    line=s.invokes[0].line,
-                    flow=self.chart.name,
-                )
+        start_invokes(self, states)
 
     def _cancel_invokes(self, s: CState) -> None:
-        return None
-
-
-def _copy_json(value: Any) -> Any:
-    if value is None or type(value) in (str, int, float, bool):
-        return value
-    if type(value) is list:
-        return [_copy_json(v) for v in value]
-    if type(value) is dict:
-        return {k: _copy_json(v) for k, v in value.items()}
-    return value
+        if self._invoked:
+            cancel_invokes(self, s)

@@ -132,7 +132,7 @@ class MachineRunner:
             _, _, sendid, session = heapq.heappop(self._timers)
             self._active.pop((session, sendid), None)
             self.time = max(self.time, due)
-            fired = self.interpreter.fire(sendid)
+            fired = self.interpreter.fire(sendid, session)
             if fired is not None:
                 steps.extend(self._drain(fired))
         self.time = max(self.time, when)

@@ -191,7 +191,9 @@ class Macrostep(NamedTuple):
     order, ``configuration`` the active states afterwards (document order). ``done`` is
     true when the machine reached a top-level final state in this macrostep; ``donedata``
     is that state's done data. ``rejected`` are the conditions evaluated for events that
-    then enabled no transition (why an event was ignored). (An immutable named tuple.)
+    then enabled no transition (why an event was ignored). ``children`` are the
+    macrosteps invoked child charts ran during the call (their outputs are already part of
+    ``outputs``). (An immutable named tuple.)
     """
 
     event: Event | None
@@ -202,6 +204,7 @@ class Macrostep(NamedTuple):
     done: bool = False
     donedata: Any = None
     rejected: tuple[GuardOutcome, ...] = ()
+    children: tuple[Macrostep, ...] = ()
 
     @property
     def delayed_sends(self) -> tuple[DelayedSend, ...]:
