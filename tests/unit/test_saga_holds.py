@@ -362,3 +362,43 @@ def test_the_diagram_shows_holds_reacquisition_and_the_final_pivot() -> None:
     assert 'fare -. "expired: release, re-acquire ≤2" .-> fare' in text
     assert 'subgraph rooms["rooms (join: all) ⏳ 600s"]' in text
     assert 'ticket{{"ticket ⟂ final pivot"}}' in text
+
+
+async def test_a_crash_while_reacquiring_neither_releases_twice_nor_changes_the_new_key(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A worker that dies after the release and inside the re-acquiring action leaves the
+    saga to another worker, which re-acquires with the same new key and releases nothing
+    again."""
+
+    class Crash(BaseException):
+        pass
+
+    p = Provider()
+    armed = [True]
+
+    async def fare(ctx: SagaContext) -> str:
+        p.calls.append(("do", "fare", ctx.idempotency_key))
+        if ctx.idempotency_key.endswith(":1") and armed and armed.pop():
+            raise Crash()
+        return "held"
+
+    saga = Saga("crashy", default_retry=ONCE)
+    saga.step("fare", fare, compensate=p.undo("fare"), deadline=600, on_expiry="reacquire")
+    saga.wait("approval", "approved")
+    saga.step("ticket", p.action("ticket"), pivot=True)
+    engine = make_engine(saga.to_flow())
+    run_id = (await engine.start("crashy")).id
+    await settle_until_waiting(engine, engine.worker(worker_id="a"), clock, run_id)
+    await clock.advance(650)
+    with pytest.raises(Crash):
+        await engine.worker(worker_id="a").run_until_idle()
+    await clock.advance(60)  # past the dead worker's lease
+    await drive(engine.worker(worker_id="b"), clock)
+    assert (await engine.get(run_id)).status is RunStatus.WAITING
+    assert dos(p) == [
+        ("fare", key(run_id, "fare", 0)),
+        ("fare", key(run_id, "fare", 1)),
+        ("fare", key(run_id, "fare", 1)),
+    ]
+    assert undos(p) == [("fare", key(run_id, "fare", 0))]
