@@ -9,30 +9,29 @@ action they undo; after the pivot nothing is compensated; every run settles.
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import assert_gapless, settle
+from tests.property.saga_support import (
+    COMPENSATION_ATTEMPTS,
+    CONFIG,
+    SETTINGS,
+    on_emptied_postgres,
+    on_fresh_sqlite,
+)
 from tripwright.engine import (
     Engine,
-    EngineConfig,
     FlowRegistry,
     RetryPolicy,
     RunStatus,
     VirtualClock,
 )
-from tripwright.engine.store import create_store, upgrade
+from tripwright.engine.store import create_store
 from tripwright.flows import Saga, SagaContext
-
-CONFIG = EngineConfig(lease_ttl=10.0, heartbeat_interval=3.0, poll_interval=0.01)
-COMPENSATION_ATTEMPTS = 3
 
 
 @st.composite
@@ -130,29 +129,13 @@ async def check(url: str, scenario: dict[str, Any]) -> None:
     assert all(key == keys[i] for i, key in ledger.undos), "undo carries the action's key"
 
 
-SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-
-
 @SETTINGS
 @given(scenario=scenarios())
 def test_saga_compensates_exactly_the_completed_pre_pivot_steps_sqlite(
     scenario: dict[str, Any],
 ) -> None:
     """On SQLite, compensation undoes exactly the completed pre-pivot steps, last first."""
-    with tempfile.TemporaryDirectory() as directory:
-        url = f"sqlite:///{Path(directory) / 'saga.db'}"
-        upgrade(url)
-        asyncio.run(check(url, scenario))
-
-
-async def _truncate(url: str) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("TRUNCATE runs, journal, run_events, outbox RESTART IDENTITY")
-    finally:
-        await conn.close()
+    on_fresh_sqlite(check, scenario)
 
 
 @pytest.mark.postgres
@@ -162,5 +145,4 @@ def test_saga_compensates_exactly_the_completed_pre_pivot_steps_postgres(
     pg_url: str, scenario: dict[str, Any]
 ) -> None:
     """On PostgreSQL, compensation undoes exactly the completed pre-pivot steps, last first."""
-    asyncio.run(_truncate(pg_url))
-    asyncio.run(check(pg_url, scenario))
+    on_emptied_postgres(check, pg_url, scenario)

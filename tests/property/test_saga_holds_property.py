@@ -12,19 +12,22 @@ hold with its latest key; nothing after the pivot is undone.
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import assert_gapless, settle
-from tests.property.test_saga_compensation import COMPENSATION_ATTEMPTS, CONFIG, _truncate
+from tests.property.saga_support import (
+    COMPENSATION_ATTEMPTS,
+    CONFIG,
+    SETTINGS,
+    on_emptied_postgres,
+    on_fresh_sqlite,
+)
 from tripwright.engine import Engine, FlowRegistry, RetryPolicy, RunStatus, VirtualClock
-from tripwright.engine.store import create_store, upgrade
+from tripwright.engine.store import create_store
 from tripwright.flows import Saga, SagaContext
 
 pytestmark = pytest.mark.slow
@@ -176,21 +179,13 @@ async def check(url: str, s: dict[str, Any]) -> None:
     assert final.status is status, (final.status, final.error)
 
 
-SETTINGS = settings(
-    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-
-
-@SETTINGS
+@settings(SETTINGS, max_examples=40)
 @given(scenario=scenarios())
 def test_a_reacquiring_hold_renews_then_compensates_exactly_sqlite(
     scenario: dict[str, Any],
 ) -> None:
     """On SQLite, renewals, compensations and their keys are exactly those expected."""
-    with tempfile.TemporaryDirectory() as directory:
-        url = f"sqlite:///{Path(directory) / 'saga.db'}"
-        upgrade(url)
-        asyncio.run(check(url, scenario))
+    on_fresh_sqlite(check, scenario)
 
 
 @pytest.mark.postgres
@@ -200,5 +195,4 @@ def test_a_reacquiring_hold_renews_then_compensates_exactly_postgres(
     pg_url: str, scenario: dict[str, Any]
 ) -> None:
     """On PostgreSQL, renewals, compensations and their keys are exactly those expected."""
-    asyncio.run(_truncate(pg_url))
-    asyncio.run(check(pg_url, scenario))
+    on_emptied_postgres(check, pg_url, scenario)
