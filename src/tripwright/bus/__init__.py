@@ -10,6 +10,7 @@ from __future__ import annotations
 from tripwright.bus.base import (
     ACK,
     Ack,
+    DeadLetterHandler,
     Delivery,
     DeliveryHandler,
     Disposition,
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_BROKER",
     "Ack",
     "CloudEvent",
+    "DeadLetterHandler",
     "Delivery",
     "DeliveryHandler",
     "Disposition",

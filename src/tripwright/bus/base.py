@@ -58,6 +58,7 @@ from tripwright.bus.envelope import CloudEvent
 __all__ = [
     "ACK",
     "Ack",
+    "DeadLetterHandler",
     "Delivery",
     "DeliveryHandler",
     "Disposition",
@@ -129,6 +130,13 @@ ACK: Final = Ack()
 #: disposition per delivery, in the same order. It never raises for a single bad message.
 DeliveryHandler: TypeAlias = Callable[[Sequence[Delivery]], Awaitable[Sequence[Disposition]]]
 
+#: What a consumer calls with a message the broker itself dead-lettered (delivered the
+#: configured number of times to consumers that died without settling it) and the
+#: broker's reason. It writes the message to Tripwright's dead-letter store, so that there
+#: is one place to list and redrive dead letters whatever the transport; if it raises,
+#: the message stays with the broker and is offered again later.
+DeadLetterHandler: TypeAlias = Callable[[Delivery, str], Awaitable[None]]
+
 
 class Subscription(ABC):
     """A running consumer of one group; close it to stop consuming."""
@@ -178,11 +186,14 @@ class Transport(ABC):
         handler: DeliveryHandler,
         *,
         prefetch: int = 64,
+        on_dead_letter: DeadLetterHandler | None = None,
     ) -> Subscription:
         """Consume ``topics`` for consumer group ``group`` (durably: messages published
         while no consumer runs wait for it). Several subscriptions of one group, in one
         process or many, share its messages; every group gets every message.
 
         ``handler`` is called with batches of at most ``prefetch`` deliveries, in order per
-        subject, and its dispositions settle the messages.
+        subject, and its dispositions settle the messages. ``on_dead_letter`` receives the
+        messages the broker dead-lettered (without it they stay in the broker's own
+        dead-letter queue); transports that never give up on a message never call it.
         """

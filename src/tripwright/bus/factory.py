@@ -20,10 +20,26 @@ def _memory(url: str) -> Transport:
     return MemoryTransport()
 
 
-#: Adapters by URL scheme; each factory takes the full URL.
-_FACTORIES: dict[str, Callable[[str], Transport]] = {"memory": _memory}
-#: Schemes that are part of the public contract but whose adapter is not built yet.
-_PLANNED = {"amqp": "RabbitMQ", "amqps": "RabbitMQ", "nats": "NATS JetStream"}
+def _rabbitmq(url: str) -> Transport:
+    from tripwright.bus.rabbitmq import RabbitMQTransport
+
+    return RabbitMQTransport(url)
+
+
+def _nats(url: str) -> Transport:
+    from tripwright.bus.nats import NatsTransport
+
+    return NatsTransport(url)
+
+
+#: Adapters by URL scheme; each factory takes the full URL (options in its query string).
+_FACTORIES: dict[str, Callable[[str], Transport]] = {
+    "memory": _memory,
+    "amqp": _rabbitmq,
+    "amqps": _rabbitmq,
+    "nats": _nats,
+    "tls": _nats,
+}
 
 
 def broker_scheme(url: str | None) -> str:
@@ -35,7 +51,7 @@ def broker_scheme(url: str | None) -> str:
             f"bad broker URL {url!r}: expected store://, memory://, amqp://… or nats://…"
         )
     scheme = urlsplit(url).scheme.lower()
-    if scheme not in _FACTORIES and scheme not in _PLANNED and scheme != "store":
+    if scheme not in _FACTORIES and scheme != "store":
         raise ConfigurationError(
             f"unsupported broker URL scheme {scheme!r} in {url!r}: "
             "use store://, memory://, amqp:// or nats://"
@@ -53,10 +69,5 @@ def create_transport(url: str | None) -> Transport | None:
     scheme = broker_scheme(url)
     if scheme == "store":
         return None
-    factory = _FACTORIES.get(scheme)
-    if factory is None:
-        raise ConfigurationError(
-            f"the {_PLANNED[scheme]} transport ({scheme}://) is not available in this version"
-        )
     assert url is not None
-    return factory(url)
+    return _FACTORIES[scheme](url)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from tripwright.bus.base import (
     Ack,
+    DeadLetterHandler,
     Delivery,
     DeliveryHandler,
     OutgoingMessage,
@@ -70,13 +71,18 @@ class _Group:
 
 
 class _MemorySubscription(Subscription):
-    def __init__(self, task: asyncio.Task[None]) -> None:
-        self._task = task
+    def __init__(self, group: _Group) -> None:
+        self.group = group
+        self.stopping = False
+        self.task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        """Stop taking batches; the handler call in flight finishes and is settled."""
+        self.stopping = True
+        self.group.changed.set()
+        if self.task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
 
 
 class MemoryTransport(Transport):
@@ -130,20 +136,26 @@ class MemoryTransport(Transport):
         handler: DeliveryHandler,
         *,
         prefetch: int = 64,
+        on_dead_letter: DeadLetterHandler | None = None,
     ) -> Subscription:
         self._check()
         if prefetch < 1:
             raise TransportError("prefetch must be >= 1")
         state = self._groups.setdefault(group, _Group())
         state.topics.update(topics)
-        task = asyncio.create_task(self._consume(state, handler, prefetch), name=f"consume {group}")
-        subscription = _MemorySubscription(task)
+        subscription = _MemorySubscription(state)
+        subscription.task = asyncio.create_task(
+            self._consume(subscription, handler, prefetch), name=f"consume {group}"
+        )
         self._subscriptions.append(subscription)
         return subscription
 
-    async def _consume(self, group: _Group, handler: DeliveryHandler, prefetch: int) -> None:
+    async def _consume(
+        self, subscription: _MemorySubscription, handler: DeliveryHandler, prefetch: int
+    ) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        group = subscription.group
+        while not subscription.stopping:
             batch, later = group.take(prefetch, loop.time())
             if not batch:
                 group.changed.clear()

@@ -1,0 +1,171 @@
+"""Broker test backends: one per transport, each test on names of its own.
+
+``BACKENDS`` names the transports the contract suite runs on. A backend builds a
+transport for one test (a fresh prefix, so runs never collide), injects raw bodies as
+another system would, and deletes what the test declared. A broker that is down fails
+the test in CI (``CI=true``) and skips it elsewhere, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import replace
+
+import aio_pika
+import pytest
+
+from tripwright.bus import MemoryTransport, Transport
+from tripwright.bus.nats import NatsTransport
+from tripwright.bus.options import BrokerOptions, partition_of
+from tripwright.bus.rabbitmq import RabbitMQTransport
+from tripwright.errors import TransportError
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+AMQP_URL = os.environ.get("TRIPWRIGHT_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+NATS_URL = os.environ.get("TRIPWRIGHT_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def unavailable(server: str, reason: str) -> None:
+    """Fail in CI, skip elsewhere: ``server`` cannot be reached."""
+    if IN_CI:
+        pytest.fail(f"{server} is required in CI but unreachable: {reason}")
+    pytest.skip(f"{server} unreachable ({reason})")
+
+
+def fresh_options(**changes: object) -> BrokerOptions:
+    """Options with a prefix of this test's own and short timeouts."""
+    base = BrokerOptions(
+        partitions=4, prefix=f"twt-{uuid.uuid4().hex[:10]}", max_deliver=3, ack_wait=2.0
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+class Backend(ABC):
+    """A transport under test, with what the tests need around it."""
+
+    name: str
+
+    def __init__(self, options: BrokerOptions) -> None:
+        self.options = options
+        self.made: list[Transport] = []
+        self.groups: set[str] = set()
+        self.topics: set[str] = set()
+
+    def make(self) -> Transport:
+        """A new transport on this test's names (one per simulated process)."""
+        transport = self._build()
+        self.made.append(transport)
+        return transport
+
+    @abstractmethod
+    def _build(self) -> Transport: ...
+
+    async def check(self) -> None:
+        """Fail or skip unless the server is up (the in-process one needs none)."""
+        return None
+
+    @abstractmethod
+    async def put_raw(self, transport: Transport, group: str, topic: str, body: bytes) -> None:
+        """Put a raw body on ``group``'s queue as a foreign publisher would."""
+
+    async def cleanup(self) -> None:
+        """Close every transport made and delete what the test declared."""
+        for transport in self.made:
+            await transport.close()
+
+
+class MemoryBackend(Backend):
+    name = "memory"
+
+    def __init__(self, options: BrokerOptions) -> None:
+        super().__init__(options)
+        self.shared = MemoryTransport()
+
+    def _build(self) -> Transport:
+        return self.shared  # in-process: every "process" shares the one broker
+
+    async def put_raw(self, transport: Transport, group: str, topic: str, body: bytes) -> None:
+        self.shared.put_raw(group, topic, "raw", body)
+
+
+class RabbitBackend(Backend):
+    name = "rabbitmq"
+
+    def _build(self) -> Transport:
+        return RabbitMQTransport(AMQP_URL, self.options)
+
+    async def check(self) -> None:
+        try:
+            connection = await aio_pika.connect(AMQP_URL, timeout=3)
+            await connection.close()
+        except (OSError, aio_pika.exceptions.AMQPException, TimeoutError) as exc:
+            unavailable("RabbitMQ", str(exc))
+
+    async def put_raw(self, transport: Transport, group: str, topic: str, body: bytes) -> None:
+        connection = await aio_pika.connect(AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange(f"{self.options.prefix}.events")
+            key = f"{topic}.{partition_of('raw', self.options.partitions)}"
+            await exchange.publish(aio_pika.Message(body), key)
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        transport = RabbitMQTransport(AMQP_URL, self.options)
+        try:
+            await transport.connect()
+            for group in self.groups:
+                await transport.delete_group(group)
+            connection = await aio_pika.connect(AMQP_URL)
+            async with connection:
+                channel = await connection.channel()
+                for name in ("events", "dead"):
+                    await channel.exchange_delete(f"{self.options.prefix}.{name}")
+        finally:
+            await transport.close()
+
+
+class NatsBackend(Backend):
+    name = "nats"
+
+    def __init__(self, options: BrokerOptions, url: str = NATS_URL) -> None:
+        super().__init__(options)
+        self.url = url
+
+    def _build(self) -> Transport:
+        return NatsTransport(self.url, self.options)
+
+    async def check(self) -> None:
+        probe = NatsTransport(self.url, self.options)
+        try:
+            await asyncio.wait_for(probe.connect(), 10)
+        except (TransportError, TimeoutError) as exc:
+            unavailable("NATS JetStream", str(exc))
+        finally:
+            await probe.close()
+
+    async def put_raw(self, transport: Transport, group: str, topic: str, body: bytes) -> None:
+        assert isinstance(transport, NatsTransport)
+        js = transport._live()
+        subject = transport.subject(topic, partition_of("raw", self.options.partitions))
+        await js.publish(subject, body)
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        transport = NatsTransport(self.url, self.options)
+        try:
+            await transport.connect()
+            for topic in self.topics:
+                await transport.delete_topic(topic)
+        finally:
+            await transport.close()
+
+
+BACKENDS: dict[str, type[Backend]] = {
+    "memory": MemoryBackend,
+    "rabbitmq": RabbitBackend,
+    "nats": NatsBackend,
+}
