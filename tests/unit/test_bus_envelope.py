@@ -143,6 +143,8 @@ def test_bus_public_api_is_pinned() -> None:
             "CONTENT_TYPE",
             "DEFAULT_BROKER",
             "Ack",
+            "BrokerOptions",
+            "DeadLetterHandler",
             "CloudEvent",
             "Delivery",
             "DeliveryHandler",

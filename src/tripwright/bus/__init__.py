@@ -2,7 +2,8 @@
 
 The default transport is the store itself (outbox rows go straight into the consumer
 groups' inboxes); brokers implement :class:`Transport` and are chosen by URL with
-:func:`create_transport`.
+:func:`create_transport`: ``tripwright.bus.rabbitmq.RabbitMQTransport`` (``amqp://``) and
+``tripwright.bus.nats.NatsTransport`` (``nats://``), imported only when used.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tripwright.bus.envelope import CONTENT_TYPE, CloudEvent, schema_uri, schema
 from tripwright.bus.event import Event
 from tripwright.bus.factory import DEFAULT_BROKER, broker_scheme, create_transport
 from tripwright.bus.memory import MemoryTransport
+from tripwright.bus.options import BrokerOptions
 from tripwright.bus.relay import OutboxRecord, OutboxRelay, outbox_envelope
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_BROKER",
     "Ack",
+    "BrokerOptions",
     "CloudEvent",
     "DeadLetterHandler",
     "Delivery",
