@@ -83,8 +83,9 @@ async def confirm_all(sends: Iterable[Callable[[], Awaitable[object]]]) -> None:
     pending: list[asyncio.Future[object]] = []
     try:
         for send in sends:
+            # Tasks start in creation order, and both drivers write a message out before
+            # its task first waits (aiormq behind a FIFO channel lock), so order holds.
             pending.append(asyncio.ensure_future(send()))
-            await asyncio.sleep(0)  # let it write its frames before the next one starts
         await asyncio.gather(*pending)
     except BaseException:
         for future in pending:
