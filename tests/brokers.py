@@ -71,6 +71,10 @@ class Backend(ABC):
     async def put_raw(self, transport: Transport, group: str, topic: str, body: bytes) -> None:
         """Put a raw body on ``group``'s queue as a foreign publisher would."""
 
+    async def abandon(self, transport: Transport) -> None:
+        """Drop the connection as a dying process would: nothing in flight is settled."""
+        raise NotImplementedError(f"{self.name} never loses messages to a dead consumer")
+
     async def cleanup(self) -> None:
         """Close every transport made and delete what the test declared."""
         for transport in self.made:
@@ -112,6 +116,14 @@ class RabbitBackend(Backend):
             key = f"{topic}.{partition_of('raw', self.options.partitions)}"
             await exchange.publish(aio_pika.Message(body), key)
 
+    async def abandon(self, transport: Transport) -> None:
+        assert isinstance(transport, RabbitMQTransport)
+        connection = transport._connection
+        assert connection is not None
+        transport._connection = None  # the transport no longer closes anything cleanly
+        transport._subscriptions.clear()
+        await connection.close()
+
     async def cleanup(self) -> None:
         await super().cleanup()
         transport = RabbitMQTransport(AMQP_URL, self.options)
@@ -152,6 +164,14 @@ class NatsBackend(Backend):
         js = transport._live()
         subject = transport.subject(topic, partition_of("raw", self.options.partitions))
         await js.publish(subject, body)
+
+    async def abandon(self, transport: Transport) -> None:
+        assert isinstance(transport, NatsTransport)
+        nc = transport._nc
+        assert nc is not None
+        transport._nc = transport._js = None
+        transport._subscriptions.clear()
+        await nc.close()
 
     async def cleanup(self) -> None:
         await super().cleanup()

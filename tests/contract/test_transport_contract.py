@@ -265,3 +265,45 @@ async def test_use_before_connect_or_after_close_is_refused(backend: Backend) ->
     await transport.close()
     with pytest.raises(TransportClosedError):
         await transport.subscribe("closed", [TOPIC], Recorder())
+
+
+@pytest.mark.parametrize("backend", ["rabbitmq", "nats"], indirect=True)
+async def test_a_message_whose_consumers_keep_dying_is_dead_lettered(backend: Backend) -> None:
+    """After max_deliver deliveries to consumers that died, the broker gives the message up
+    and a subscription of the group hands it to on_dead_letter, not to its handler."""
+    backend.groups.add("dying")
+    backend.topics.add(TOPIC)
+    letters: list[tuple[str, int]] = []
+
+    async def on_dead_letter(delivery: Delivery, reason: str) -> None:
+        letters.append((CloudEvent.from_bytes(delivery.body).id, delivery.attempt))
+
+    attempts: list[int] = []
+    for death in range(backend.options.max_deliver):
+        stuck = asyncio.Event()
+
+        async def hang(
+            batch: Sequence[Delivery], stuck: asyncio.Event = stuck
+        ) -> Sequence[Disposition]:
+            attempts.extend(d.attempt for d in batch)
+            stuck.set()
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+        consumer = backend.make()
+        await consumer.connect()
+        await consumer.subscribe("dying", [TOPIC], hang, on_dead_letter=on_dead_letter)
+        if death == 0:
+            await consumer.publish([message("Z", 0)])
+        await asyncio.wait_for(stuck.wait(), 30)
+        await backend.abandon(consumer)
+    survivor = Recorder()
+    await subscribe(backend, "dying", survivor, on_dead_letter=on_dead_letter)
+
+    async def done() -> bool:
+        return len(letters) >= 1
+
+    await assert_eventually(done, timeout=30)
+    assert [event_id for event_id, _ in letters] == ["Z-0"]
+    assert attempts == list(range(1, backend.options.max_deliver + 1))
+    assert survivor.seen == []

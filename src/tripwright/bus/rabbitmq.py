@@ -317,7 +317,8 @@ class RabbitMQTransport(Transport):
                 arguments={
                     "x-queue-type": "quorum",
                     "x-single-active-consumer": True,
-                    "x-delivery-limit": self.options.max_deliver,
+                    # the broker counts returns: max_deliver deliveries are max_deliver - 1 returns
+                    "x-delivery-limit": self.options.max_deliver - 1,
                     "x-dead-letter-exchange": self._dead_exchange,
                     "x-dead-letter-routing-key": group,
                 },
