@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from tripwright.engine import Engine, JournalEntry, VirtualClock, Worker
 
@@ -48,3 +51,19 @@ async def settle(engine: Engine, worker: Worker, clock: VirtualClock, *, rounds:
             return
         await clock.advance_to(max(due, clock.now()))
     raise AssertionError("runs still due after settling")
+
+
+def run_python(
+    code: str, directory: Path, name: str = "example.py"
+) -> subprocess.CompletedProcess[str]:
+    """Write ``code`` to a script in ``directory`` and run it with this interpreter."""
+    script = directory / name
+    script.write_text(code)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -18,10 +18,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tripwright.cli_flows import simulate_command
 from tripwright.engine import Engine, EngineConfig, FlowRegistry, RunRecord, RunStatus, Worker
 from tripwright.engine.store import create_store, upgrade
 from tripwright.errors import TripwrightError
 from tripwright.flows.saga import Problem, Saga
+from tripwright.flows.statechart.model import Statechart
 
 if TYPE_CHECKING:
     from tripwright.loading import Definition
@@ -119,10 +121,15 @@ def worker(
 
 FlowsOption = Annotated[
     list[str],
-    typer.Option("--flows", envvar="TRIPWRIGHT_FLOWS", help="Definitions, as module:attribute."),
+    typer.Option(
+        "--flows",
+        envvar="TRIPWRIGHT_FLOWS",
+        help="Definitions: module:attribute, or a statechart .yaml/.yml/.scxml file.",
+    ),
 ]
 flows_app = typer.Typer(help="Flow definitions: list, validate, draw.", no_args_is_help=True)
 app.add_typer(flows_app, name="flows")
+flows_app.command("simulate")(simulate_command)
 
 
 def _run_json(run: RunRecord) -> dict[str, object]:
@@ -303,6 +310,9 @@ def flows_list(flows: FlowsOption) -> None:
         if isinstance(definition, Saga):
             steps = ", ".join(e.name for e in definition.elements)
             table.add_row(name, "sequence", definition.version, steps)
+        elif isinstance(definition, Statechart):
+            states = ", ".join(definition.state_ids)
+            table.add_row(name, "statechart", str(definition.version), states)
         else:
             table.add_row(
                 name, "engine", definition.version, ", ".join(s.name for s in definition.steps)
@@ -325,6 +335,10 @@ def flows_validate(
             continue
         if isinstance(definition, Saga):
             problems = definition.validate()
+        elif isinstance(definition, Statechart):
+            from tripwright.flows.statechart.validate import validate
+
+            problems = validate(definition)
         else:
             problems = []
             try:
@@ -352,6 +366,11 @@ def flows_diagram(
     if name not in definitions:
         raise _fail(f"unknown flow {name!r} (have: {', '.join(sorted(definitions))})", 2)
     definition = definitions[name]
+    if isinstance(definition, Statechart):
+        from tripwright.flows.statechart.mermaid import to_mermaid
+
+        print(to_mermaid(definition), end="")
+        return
     print(
         definition.to_mermaid() if isinstance(definition, Saga) else flow_mermaid(definition),
         end="",

@@ -1,19 +1,91 @@
-"""Load flow definitions from ``module:attribute`` references."""
+"""Load flow definitions from ``module:attribute`` references and definition files.
+
+A reference ending in ``.yaml``, ``.yml`` or ``.scxml`` is a statechart document (see
+:func:`load_chart_file`); anything else is ``module:attribute``.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
+from pathlib import Path
 
 from tripwright.engine.flow import Flow
 from tripwright.engine.registry import FlowRegistry
 from tripwright.errors import ConfigurationError
 from tripwright.flows.saga import Saga
+from tripwright.flows.statechart.model import Statechart
 
-__all__ = ["Definition", "load_definitions", "load_flows"]
+__all__ = [
+    "CHART_SUFFIXES",
+    "Definition",
+    "is_chart_file",
+    "load_chart_file",
+    "load_definitions",
+    "load_flows",
+    "load_reference",
+]
 
-#: What a ``module:attribute`` reference may name: an engine flow or a model definition.
-Definition = Flow | Saga
+#: What a reference may name: an engine flow or a model definition.
+Definition = Flow | Saga | Statechart
+
+#: File suffixes read as statechart documents.
+CHART_SUFFIXES = (".yaml", ".yml", ".scxml")
+
+
+def is_chart_file(reference: str) -> bool:
+    """Whether a reference names a statechart document rather than ``module:attribute``."""
+    return reference.lower().endswith(CHART_SUFFIXES)
+
+
+def load_chart_file(path: str | Path) -> Statechart:
+    """A statechart from a ``.yaml``/``.yml`` or ``.scxml`` file.
+
+    Raises :class:`ConfigurationError` when the file cannot be read and
+    :class:`~tripwright.errors.StatechartError` (with the line) when it is malformed. An
+    SCXML document without a ``name`` takes the file's stem as its name.
+    """
+    from tripwright.flows.statechart.scxml import load_scxml
+    from tripwright.flows.statechart.yaml import load_yaml
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read {str(file)!r}: {exc}") from None
+    if file.suffix.lower() == ".scxml":
+        return load_scxml(text, name=file.stem, source=str(file))
+    return load_yaml(text, source=str(file))
+
+
+def _resolve(reference: str) -> object:
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(
+            f"bad flow reference {reference!r}: use module:attribute or a .yaml/.scxml file"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ConfigurationError(f"{module_name!r} has no attribute {attribute!r}") from None
+
+
+def load_reference(reference: str) -> list[object]:
+    """What one reference names: the chart of a file, or the object(s) of an attribute."""
+    if is_chart_file(reference):
+        return [load_chart_file(reference)]
+    value = _resolve(reference)
+    if isinstance(value, Flow | Saga | Statechart):
+        return [value]
+    if not isinstance(value, Iterable):
+        raise ConfigurationError(
+            f"{reference!r} is a {type(value).__name__}, not a Flow, a Saga, a Statechart or a list"
+        )
+    return list(value)
 
 
 def load_flows(references: Iterable[str]) -> FlowRegistry:
@@ -25,35 +97,17 @@ def load_flows(references: Iterable[str]) -> FlowRegistry:
 def load_definitions(references: Iterable[str]) -> tuple[FlowRegistry, dict[str, Definition]]:
     """The engine flows and the definitions (sagas, flows) named by the references.
 
-    An attribute may be a :class:`Flow`, a :class:`Saga`, a :class:`FlowRegistry` or an
-    iterable of flows and sagas. Sagas are compiled to engine flows for the registry.
+    An attribute may be a :class:`Flow`, a :class:`Saga`, a :class:`Statechart`, a
+    :class:`FlowRegistry` or an iterable of those; a ``.yaml``/``.yml``/``.scxml`` path is a
+    statechart document. Sagas are compiled to engine flows for the registry.
     """
     registry = FlowRegistry()
     definitions: dict[str, Definition] = {}
     for reference in references:
-        module_name, _, attribute = reference.partition(":")
-        if not module_name or not attribute:
-            raise ConfigurationError(f"bad flow reference {reference!r}: use module:attribute")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
-        try:
-            value = getattr(module, attribute)
-        except AttributeError:
-            raise ConfigurationError(f"{module_name!r} has no attribute {attribute!r}") from None
-        items: list[object]
-        if isinstance(value, Flow | Saga):
-            items = [value]
-        else:
-            try:
-                items = list(value)
-            except TypeError:
-                raise ConfigurationError(
-                    f"{reference!r} is a {type(value).__name__}, not a Flow, a Saga or a list"
-                ) from None
-        for item in items:
-            if isinstance(item, Saga):
+        for item in load_reference(reference):
+            if isinstance(item, Statechart):
+                definitions[item.name] = item
+            elif isinstance(item, Saga):
                 registry.register(item.to_flow())
                 definitions[item.name] = item
             elif isinstance(item, Flow):
@@ -61,6 +115,7 @@ def load_definitions(references: Iterable[str]) -> tuple[FlowRegistry, dict[str,
                 definitions.setdefault(item.name, item)
             else:
                 raise ConfigurationError(
-                    f"{reference!r} holds a {type(item).__name__}, not a Flow or a Saga"
+                    f"{reference!r} holds a {type(item).__name__}, not a Flow, a Saga or a "
+                    "Statechart"
                 )
     return registry, definitions

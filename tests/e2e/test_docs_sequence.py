@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.helpers import run_python
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "sequence.md"
 
@@ -18,16 +18,7 @@ def test_the_sequence_docs_example_runs_and_prints_what_the_page_shows(tmp_path:
     printed = re.search(r"```text\n(.*?)```", section, re.S)
     assert code is not None
     assert printed is not None
-    script = tmp_path / "example.py"
-    script.write_text(code.group(1))
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python(code.group(1), tmp_path)
     assert done.returncode == 0, done.stderr
     output = re.sub(r"[0-9a-f]{32}", "<run id>", done.stdout)
     assert output == printed.group(1)

@@ -212,10 +212,12 @@ def test_round_trip_is_exact_and_stable() -> None:
 
 
 def test_examples_agree() -> None:
-    """The YAML and SCXML booking examples are the same chart."""
-    assert load_scxml((EXAMPLES / "booking.scxml").read_text()) == load_yaml(
-        (EXAMPLES / "booking.yaml").read_text()
-    )
+    """The YAML, SCXML and Python API forms of the booking example are the same chart."""
+    from tests.e2e.sample_charts import booking
+
+    from_scxml = load_scxml((EXAMPLES / "booking.scxml").read_text())
+    from_yaml = load_yaml((EXAMPLES / "booking.yaml").read_text())
+    assert (from_scxml, from_yaml) == (booking, booking)
 
 
 def test_callables_cannot_be_dumped() -> None:

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeAlias
 from tripwright.engine.flow import StepContext
 from tripwright.engine.retry import RetryPolicy
 from tripwright.errors import DefinitionError
+from tripwright.flows.problems import Problem
 
 __all__ = [
     "ALL",
@@ -168,18 +169,6 @@ def branch(
 ) -> SagaStep:
     """A branch of a parallel group."""
     return SagaStep(name, action, compensate, retry, timeout, readonly=readonly)
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """A finding of :meth:`Saga.validate`."""
-
-    severity: Literal["error", "warning"]
-    element: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.severity}: {self.element}: {self.message}"
 
 
 class SagaContext:

@@ -1,7 +1,8 @@
 """Statecharts with the W3C SCXML semantics: the model, the Python API, the interpreter.
 
 Definitions are immutable data (:mod:`.model`) built with the typed Python API
-(:mod:`.builder`) or loaded from YAML/SCXML; :class:`Interpreter` runs one session of a
+(:mod:`.builder`) or loaded from YAML (:mod:`.yaml`) and SCXML (:mod:`.scxml`), checked by
+:func:`validate` and drawn by :func:`to_mermaid`; :class:`Interpreter` runs one session of a
 chart a macrostep at a time (:mod:`.outputs` says what it returns, :mod:`.snapshot` how
 it is checkpointed); :mod:`.memory` runs it on virtual time. Definitions are trusted code: their
 expressions and scripts run as Python in the loading process.
@@ -25,6 +26,7 @@ from tripwright.flows.statechart.context import ActionContext, DataView
 from tripwright.flows.statechart.events import Event, EventType, matches
 from tripwright.flows.statechart.interpreter import Interpreter
 from tripwright.flows.statechart.memory import MachineRunner, SimulationResult, simulate
+from tripwright.flows.statechart.mermaid import to_mermaid
 from tripwright.flows.statechart.model import (
     Assign,
     Call,
@@ -65,7 +67,10 @@ from tripwright.flows.statechart.outputs import (
     SendCancel,
     TakenTransition,
 )
+from tripwright.flows.statechart.scxml import load_scxml, to_scxml
 from tripwright.flows.statechart.snapshot import ChildSnapshot, PendingSend, Snapshot
+from tripwright.flows.statechart.validate import validate
+from tripwright.flows.statechart.yaml import dump_yaml, load_yaml
 
 __all__ = [
     "Action",
@@ -117,8 +122,11 @@ __all__ = [
     "TransitionType",
     "after",
     "always",
+    "dump_yaml",
     "final",
     "history",
+    "load_scxml",
+    "load_yaml",
     "matches",
     "on",
     "parallel",
@@ -126,4 +134,7 @@ __all__ = [
     "simulate",
     "state",
     "statechart",
+    "to_mermaid",
+    "to_scxml",
+    "validate",
 ]

@@ -618,6 +618,13 @@ class _Writer:
     def data(self, items: tuple[Data, ...]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for item in items:
+            if item.id in out:
+                raise StatechartError(
+                    f"statechart {self.chart.name!r}: duplicate data id {item.id!r} in "
+                    f"{self.where!r} has no YAML form (data are a mapping by id)",
+                    element=self.where,
+                    flow=self.chart.name,
+                )
             if item.expr is None and not isinstance(item.value, dict):
                 out[item.id] = item.value
             else:
