@@ -146,7 +146,8 @@ def charts(draw: st.DrawFn, depth: int = 0) -> Statechart:
                 else []
             )
             history = None
-            if children and draw(st.booleans()):
+            with_history: bool = draw(st.booleans())
+            if children and with_history:
                 history = (new_id(), draw(st.sampled_from(["shallow", "deep"])))
             out.append((state_id, (kind, children, history)))
         return out
