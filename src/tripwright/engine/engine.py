@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tripwright.engine import codec
+from tripwright.engine.children import cancel_change
 from tripwright.engine.clock import Clock, RealClock
 from tripwright.engine.config import EngineConfig
 from tripwright.engine.flow import Flow
@@ -230,35 +231,7 @@ class Engine:
             return await self.store.cancel_run(run_id, now, reason)
 
         def decide(current: RunRecord) -> ControlChange:
-            if current.is_terminal:
-                raise InvalidRunStateError(
-                    f"run is already {current.status.value}",
-                    run_id=current.id,
-                    flow=current.flow_name,
-                )
-            if current.step == handler:
-                raise InvalidRunStateError(
-                    "the run is already cleaning up", run_id=current.id, flow=current.flow_name
-                )
-            state = {
-                k: v
-                for k, v in current.state.items()
-                if k not in ("attempt", "wait", "resume", "paused_from")
-            }
-            state["failure"] = {
-                "step": current.step,
-                "error": {"type": "Cancelled", "message": reason},
-                "attempts": 0,
-            }
-            return ControlChange(
-                status=RunStatus.RUNNING,
-                step=handler,
-                state=state,
-                due_at=now,
-                error=None,
-                journal_kind=JournalKind.CANCEL_REQUESTED,
-                journal_data={"reason": reason, "at_step": current.step},
-            )
+            return cancel_change(current, reason, handler, now)
 
         cancelled = await self.store.control_run(run_id, now, decide)
         self._notify()

@@ -283,6 +283,23 @@ class RunExecutor:
                     type=message.type,
                     subject=message.subject,
                 )
+            for child in effects.children:
+                journal.add(
+                    JournalKind.CHILD_STARTED,
+                    step,
+                    now,
+                    child=child.id,
+                    flow=child.flow_name,
+                    version=child.flow_version,
+                )
+            for cancel in effects.cancels:
+                journal.add(
+                    JournalKind.CHILD_CANCELLED,
+                    step,
+                    now,
+                    child=cancel.run_id,
+                    reason=cancel.reason,
+                )
             for kind, data in effects.records:
                 journal.add(kind, step, now, **data)
             journal.add(
@@ -312,6 +329,9 @@ class RunExecutor:
                 timers=effects.timers,
                 cancelled_timers=effects.cancelled_timers,
                 consumed_events=[event.id] if event is not None else [],
+                children=effects.children,
+                messages=effects.messages,
+                cancels=effects.cancels,
             )
             self.stats.steps_completed += 1
             try:

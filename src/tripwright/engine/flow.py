@@ -25,8 +25,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeAlias, overload
 
 from tripwright.engine import codec
+from tripwright.engine.children import parent_link
 from tripwright.engine.clock import Clock
-from tripwright.engine.records import EventRecord, JournalKind, NewEvent, OutboxMessage
+from tripwright.engine.records import (
+    EventRecord,
+    JournalKind,
+    NewEvent,
+    NewRun,
+    OutboxMessage,
+    RunCancel,
+    RunMessage,
+)
 from tripwright.engine.retry import RetryPolicy
 from tripwright.engine.summary import PositionFn
 from tripwright.errors import ConfigurationError, DefinitionError
@@ -311,6 +320,9 @@ class StepEffects:
     timers: list[NewEvent] = field(default_factory=list)
     cancelled_timers: list[str] = field(default_factory=list)
     records: list[tuple[JournalKind, dict[str, Any]]] = field(default_factory=list)
+    children: list[NewRun] = field(default_factory=list)
+    messages: list[RunMessage] = field(default_factory=list)
+    cancels: list[RunCancel] = field(default_factory=list)
 
 
 class StepContext:
@@ -438,6 +450,72 @@ class StepContext:
     def cancel_timer(self, name: str) -> None:
         """Cancel every pending timer of this run called ``name``."""
         self._effects.cancelled_timers.append(codec.check_name(name, "timer name"))
+
+    def start_child(
+        self,
+        flow: Flow,
+        input: Any = None,
+        *,
+        run_id: str,
+        on_end: str,
+        data: Any = None,
+        correlation_id: str | None = None,
+    ) -> str:
+        """Start a run of ``flow`` with this step's checkpoint; returns its id.
+
+        ``run_id`` must be deterministic (derived from this run, say): a step that runs
+        again after a crash asks for the same child, and a child whose id exists is not
+        created twice. When the child ends, its parent (this run) is sent the event
+        ``on_end`` with ``{"child", "status", "result", "error", "data"}``. The child
+        shares this run's correlation id unless ``correlation_id`` is given.
+        """
+        codec.check_name(run_id, "run id")
+        if len(run_id) > 64:
+            raise ConfigurationError(f"a run id is at most 64 characters: {run_id!r}")
+        codec.check_name(on_end, "event name")
+        flow.validate()
+        link = parent_link(self.run_id, on_end, data)
+        codec.dumps(link, what="child link data", run_id=self.run_id)
+        codec.dumps(input, what="child run input", run_id=self.run_id)
+        self._effects.children.append(
+            NewRun(
+                id=run_id,
+                flow_name=flow.name,
+                flow_version=flow.version,
+                definition_hash=flow.definition_hash,
+                step=flow.start_step,
+                input=input,
+                context={},
+                correlation_id=correlation_id or self.correlation_id,
+                owner=self.owner,
+                idempotency_key=None,
+                created_at=self.clock.now(),
+                state={"parent": link},
+            )
+        )
+        return run_id
+
+    def cancel_child(self, run_id: str, reason: str, *, flow: Flow | None = None) -> None:
+        """Cancel run ``run_id`` with this step's checkpoint: at ``flow``'s ``on_cancel``
+        step if it has one (a saga compensates), else at once. A run that already ended
+        is left alone (its end notice may still be on its way)."""
+        self._effects.cancels.append(
+            RunCancel(run_id, reason, flow.on_cancel if flow is not None else None)
+        )
+
+    def send_run(self, run_id: str, name: str, payload: Any = None, *, dedupe_key: str) -> None:
+        """Queue event ``name`` for run ``run_id`` with this step's checkpoint (dropped if
+        that run has ended); ``dedupe_key`` keeps a re-run step from sending it twice."""
+        codec.check_name(name, "event name")
+        codec.check_name(dedupe_key, "dedupe key")
+        self._effects.messages.append(
+            RunMessage(
+                run_id,
+                name,
+                codec.dumps(payload, what="event payload", run_id=self.run_id),
+                dedupe_key,
+            )
+        )
 
     def note(self, message: str, **data: Any) -> None:
         """Add a free-form note to the journal."""

@@ -18,6 +18,8 @@ __all__ = [
     "NewEvent",
     "NewRun",
     "OutboxMessage",
+    "RunCancel",
+    "RunMessage",
     "RunRecord",
     "RunStatus",
 ]
@@ -70,6 +72,8 @@ class JournalKind(StrEnum):
     RUN_RESUMED = "run_resumed"
     RUN_RETRIED = "run_retried"
     CANCEL_REQUESTED = "cancel_requested"
+    CHILD_STARTED = "child_started"
+    CHILD_CANCELLED = "child_cancelled"
     NOTE = "note"
 
 
@@ -88,6 +92,36 @@ class NewRun:
     owner: str | None
     idempotency_key: str | None
     created_at: float
+    #: The run's engine state to start with (a child run's link to its parent).
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunMessage:
+    """An event for another run, queued by a checkpoint (or an operator change).
+
+    A message to a run that has ended is dropped; the same ``dedupe_key`` queues one
+    event per run, however often the checkpoint that carries it is retried.
+    """
+
+    run_id: str
+    name: str
+    payload: str
+    dedupe_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunCancel:
+    """A cancel of another run (a child), applied by a checkpoint.
+
+    With ``handler`` (the run's ``on_cancel`` step) the run goes on at that step, which
+    sees the cancel as its failure; without, it is cancelled at once. A run that has
+    already ended, or is already cleaning up, is left alone.
+    """
+
+    run_id: str
+    reason: str
+    handler: str | None = None
 
 
 @dataclass(slots=True)
@@ -203,6 +237,17 @@ class Checkpoint:
     consumed_events: list[int] = field(default_factory=list)
     #: This checkpoint fails the run in place of one the store refused.
     rejection: bool = False
+    #: Runs started by this checkpoint (children); a run whose id exists is kept as is.
+    children: list[NewRun] = field(default_factory=list)
+    #: Events for other runs (a parent told that its child ended, say).
+    messages: list[RunMessage] = field(default_factory=list)
+    #: Other runs this checkpoint cancels (children whose parent moved on).
+    cancels: list[RunCancel] = field(default_factory=list)
+
+    @property
+    def links(self) -> bool:
+        """Whether the checkpoint writes to runs other than its own."""
+        return bool(self.children or self.messages or self.cancels)
 
 
 @dataclass(slots=True)
@@ -221,3 +266,6 @@ class ControlChange:
     journal_kind: JournalKind
     journal_data: dict[str, Any]
     cancel_events: bool = False
+    #: Events for other runs committed with the change (a parent told that its child
+    #: ended).
+    messages: list[RunMessage] = field(default_factory=list)

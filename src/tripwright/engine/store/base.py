@@ -11,17 +11,16 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 from tripwright.engine import codec
+from tripwright.engine.children import stop_change
 from tripwright.engine.records import (
     Checkpoint,
     ControlChange,
     EventRecord,
     JournalEntry,
-    JournalKind,
     NewRun,
     RunRecord,
     RunStatus,
 )
-from tripwright.errors import InvalidRunStateError
 
 __all__ = ["RUN_COLUMNS", "Store", "decode_event", "decode_journal", "decode_run", "wait_match"]
 
@@ -99,25 +98,9 @@ class Store(ABC):
         entry, bump the lease epoch and free the lease, all in one transaction."""
 
     async def cancel_run(self, run_id: str, now: float, reason: str) -> RunRecord:
-        """Cancel an active or paused run at once, fencing out any worker that holds it."""
-
-        def decide(run: RunRecord) -> ControlChange:
-            if run.is_terminal:
-                raise InvalidRunStateError(
-                    f"run is already {run.status.value}", run_id=run.id, flow=run.flow_name
-                )
-            return ControlChange(
-                status=RunStatus.CANCELLED,
-                step=run.step,
-                state=run.state,
-                due_at=None,
-                error={"type": "cancelled", "message": reason},
-                journal_kind=JournalKind.RUN_CANCELLED,
-                journal_data={"reason": reason},
-                cancel_events=True,
-            )
-
-        return await self.control_run(run_id, now, decide)
+        """Cancel an active or paused run at once, fencing out any worker that holds it
+        (a child run's parent hears of it)."""
+        return await self.control_run(run_id, now, lambda run: stop_change(run, reason))
 
     # -- leases -----------------------------------------------------------------------
     @abstractmethod

@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from tripwright.engine import codec
+from tripwright.engine.children import cancel_change, checkpoint_notice
 from tripwright.engine.records import (
     ACTIVE_STATUSES,
     Checkpoint,
@@ -22,6 +23,7 @@ from tripwright.engine.records import (
     JournalEntry,
     JournalKind,
     NewRun,
+    RunMessage,
     RunRecord,
     RunStatus,
 )
@@ -282,36 +284,7 @@ class PostgresStore(Store):
                 raise RunNotFoundError(f"no run {run_id!r}", run_id=run_id)
             run = decode_run(row)
             change = decide(run)
-            seq = run.journal_seq + 1
-            await conn.execute(
-                "UPDATE runs SET status=$1, step=$2, state=$3::jsonb, due_at=$4, error=$5::jsonb, "
-                "lease_owner=NULL, lease_expires_at=NULL, lease_epoch=lease_epoch+1, "
-                "journal_seq=$6, updated_at=$7 WHERE id=$8",
-                change.status.value,
-                change.step,
-                codec.dumps(change.state),
-                change.due_at,
-                None if change.error is None else codec.dumps(change.error),
-                seq,
-                now,
-                run_id,
-            )
-            if change.cancel_events:
-                await conn.execute(
-                    "UPDATE run_events SET status='cancelled' WHERE run_id=$1 AND status='pending'",
-                    run_id,
-                )
-            await conn.execute(
-                "INSERT INTO journal (run_id, seq, kind, step, at, data, correlation_id) "
-                "VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7)",
-                run_id,
-                seq,
-                change.journal_kind.value,
-                change.step,
-                now,
-                codec.dumps(change.journal_data),
-                run.correlation_id,
-            )
+            await _write_control(conn, run, change, now)
             row = await conn.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=$1", run_id)
         assert row is not None
         return decode_run(row)
@@ -394,9 +367,36 @@ class PostgresStore(Store):
         if not checkpoints:
             return []
         sql, args = _checkpoint_statement(checkpoints)
-        async with self._conn() as conn:
+        notices = [
+            checkpoint_notice(cp.run_id, cp.status, cp.state, cp.result, cp.error)
+            for cp in checkpoints
+        ]
+        linked = [
+            (index, cp, notice)
+            for index, (cp, notice) in enumerate(zip(checkpoints, notices, strict=True))
+            if cp.links or notice is not None
+        ]
+        if not linked:
+            async with self._conn() as conn:
+                rows = await conn.fetch(sql, *args)
+            committed = {int(r[0]) for r in rows}
+            return [i + 1 in committed for i in range(len(checkpoints))]
+        async with self._conn(transaction=True) as conn:
+            # Every row the batch touches, locked in id order first (as heartbeats and the
+            # checkpoint statement lock theirs): a parent and a child that write to each
+            # other at once queue up instead of deadlocking.
+            await _lock(
+                [
+                    *(cp.run_id for cp in checkpoints),
+                    *(target for _, cp, notice in linked for target in _targets(cp, notice)),
+                ],
+                conn,
+            )
             rows = await conn.fetch(sql, *args)
-        committed = {int(r[0]) for r in rows}
+            committed = {int(r[0]) for r in rows}
+            for index, cp, notice in linked:
+                if index + 1 in committed:
+                    await _apply_links(conn, cp, [notice] if notice is not None else [])
         return [i + 1 in committed for i in range(len(checkpoints))]
 
     # -- run events -------------------------------------------------------------------
@@ -421,27 +421,7 @@ class PostgresStore(Store):
                 raise InvalidRunStateError(
                     f"cannot send {name!r} to a {row[0]} run", run_id=run_id, flow=row[1]
                 )
-            event_id = await conn.fetchval(
-                "INSERT INTO run_events (run_id, name, payload, kind, status, visible_at, "
-                "created_at, dedupe_key) VALUES ($1,$2,$3::jsonb,'event','pending',$4,$5,$6) "
-                "ON CONFLICT (run_id, dedupe_key) DO NOTHING RETURNING id",
-                run_id,
-                name,
-                payload,
-                at,
-                now,
-                dedupe_key,
-            )
-            if event_id is None:
-                return int(
-                    await conn.fetchval(
-                        "SELECT id FROM run_events WHERE run_id=$1 AND dedupe_key=$2",
-                        run_id,
-                        dedupe_key,
-                    )
-                )
-            await conn.execute(WAKE_ON_SEND, at, run_id, f"|{name}|")
-            return int(event_id)
+            return await _queue_event(conn, run_id, name, payload, now, at, dedupe_key)
 
     async def next_event(
         self, run_id: str, names: Sequence[str] | None, now: float
@@ -508,7 +488,7 @@ async def _create_run(conn: _Conn, run: NewRun) -> tuple[RunRecord, bool]:
     row = await conn.fetchrow(
         "INSERT INTO runs (id, flow_name, flow_version, flow_key, definition_hash, status, step, "
         "state, input, context, correlation_id, owner, idempotency_key, created_at, updated_at, "
-        "due_at, lease_epoch, journal_seq) VALUES ($1,$2,$3,$4,$5,'pending',$6,'{}'::jsonb,"
+        "due_at, lease_epoch, journal_seq) VALUES ($1,$2,$3,$4,$5,'pending',$6,$13::jsonb,"
         "$7::jsonb,$8::jsonb,$9,$10,$11,$12,$12,$12,0,1) "
         f"ON CONFLICT (owner, idempotency_key) DO NOTHING RETURNING {RUN_COLUMNS}",
         run.id,
@@ -523,6 +503,7 @@ async def _create_run(conn: _Conn, run: NewRun) -> tuple[RunRecord, bool]:
         owner,
         run.idempotency_key,
         run.created_at,
+        codec.dumps(run.state, what="run state"),
     )
     if row is None:
         existing = await conn.fetchrow(
@@ -548,6 +529,120 @@ async def _create_run(conn: _Conn, run: NewRun) -> tuple[RunRecord, bool]:
         run.correlation_id,
     )
     return decode_run(row), True
+
+
+def _targets(cp: Checkpoint, notice: RunMessage | None) -> list[str]:
+    """The other runs a checkpoint writes to."""
+    found = [c.run_id for c in cp.cancels] + [m.run_id for m in cp.messages]
+    if notice is not None:
+        found.append(notice.run_id)
+    return found
+
+
+async def _lock(run_ids: Sequence[str], conn: _Conn) -> None:
+    if run_ids:
+        await conn.execute(
+            "SELECT 1 FROM (SELECT id FROM runs WHERE id = ANY($1::text[]) ORDER BY id "
+            "FOR UPDATE) AS locked",
+            sorted(set(run_ids)),
+        )
+
+
+async def _apply_links(conn: _Conn, cp: Checkpoint, notices: list[RunMessage]) -> None:
+    """A checkpoint's writes to other runs: children, their cancels, messages."""
+    for child in cp.children:
+        if await conn.fetchval("SELECT 1 FROM runs WHERE id=$1", child.id) is None:
+            await _create_run(conn, child)
+    for cancel in cp.cancels:
+        row = await conn.fetchrow(f"SELECT {RUN_COLUMNS} FROM runs WHERE id=$1", cancel.run_id)
+        if row is None:
+            continue
+        run = decode_run(row)
+        try:
+            change = cancel_change(run, cancel.reason, cancel.handler, cp.now)
+        except InvalidRunStateError:
+            continue  # ended or already cleaning up
+        await _write_control(conn, run, change, cp.now)
+    for message in [*cp.messages, *notices]:
+        await _send_message(conn, message, cp.now)
+
+
+async def _send_message(conn: _Conn, message: RunMessage, now: float) -> None:
+    """Queue a message for its run, unless that run is gone or has ended."""
+    status = await conn.fetchval("SELECT status FROM runs WHERE id=$1", message.run_id)
+    if status is not None and RunStatus(status) in _RECEIVING:
+        await _queue_event(
+            conn, message.run_id, message.name, message.payload, now, now, message.dedupe_key
+        )
+
+
+async def _queue_event(
+    conn: _Conn,
+    run_id: str,
+    name: str,
+    payload: str,
+    now: float,
+    at: float,
+    dedupe_key: str | None,
+) -> int:
+    """Insert a run event (once per dedupe key) and wake the run if it waits for it."""
+    event_id = await conn.fetchval(
+        "INSERT INTO run_events (run_id, name, payload, kind, status, visible_at, "
+        "created_at, dedupe_key) VALUES ($1,$2,$3::jsonb,'event','pending',$4,$5,$6) "
+        "ON CONFLICT (run_id, dedupe_key) DO NOTHING RETURNING id",
+        run_id,
+        name,
+        payload,
+        at,
+        now,
+        dedupe_key,
+    )
+    if event_id is None:
+        return int(
+            await conn.fetchval(
+                "SELECT id FROM run_events WHERE run_id=$1 AND dedupe_key=$2",
+                run_id,
+                dedupe_key,
+            )
+        )
+    await conn.execute(WAKE_ON_SEND, at, run_id, f"|{name}|")
+    return int(event_id)
+
+
+async def _write_control(conn: _Conn, run: RunRecord, change: ControlChange, now: float) -> None:
+    """Write an operator's (or a parent's) change of ``run``, fencing out its worker."""
+    seq = run.journal_seq + 1
+    await conn.execute(
+        "UPDATE runs SET status=$1, step=$2, state=$3::jsonb, due_at=$4, error=$5::jsonb, "
+        "lease_owner=NULL, lease_expires_at=NULL, lease_epoch=lease_epoch+1, "
+        "journal_seq=$6, updated_at=$7 WHERE id=$8",
+        change.status.value,
+        change.step,
+        codec.dumps(change.state),
+        change.due_at,
+        None if change.error is None else codec.dumps(change.error),
+        seq,
+        now,
+        run.id,
+    )
+    if change.cancel_events:
+        await conn.execute(
+            "UPDATE run_events SET status='cancelled' WHERE run_id=$1 AND status='pending'",
+            run.id,
+        )
+    await conn.execute(
+        "INSERT INTO journal (run_id, seq, kind, step, at, data, correlation_id) "
+        "VALUES ($1,$2,$3,$4,$5,$6::jsonb,$7)",
+        run.id,
+        seq,
+        change.journal_kind.value,
+        change.step,
+        now,
+        codec.dumps(change.journal_data),
+        run.correlation_id,
+    )
+    for message in change.messages:
+        await _send_message(conn, message, now)
 
 
 def _checkpoint_statement(cps: Sequence[Checkpoint]) -> tuple[str, list[Any]]:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from tripwright.engine import codec
+from tripwright.engine.children import cancel_change, checkpoint_notice
 from tripwright.engine.records import (
     ACTIVE_STATUSES,
     WAITING_STATUSES,
@@ -23,6 +24,7 @@ from tripwright.engine.records import (
     JournalEntry,
     JournalKind,
     NewRun,
+    RunMessage,
     RunRecord,
     RunStatus,
 )
@@ -214,40 +216,7 @@ class SQLiteStore(Store):
     ) -> RunRecord:
         def body(conn: sqlite3.Connection) -> RunRecord:
             run = self._get_run(run_id)
-            change = decide(run)
-            seq = run.journal_seq + 1
-            conn.execute(
-                "UPDATE runs SET status=?, step=?, state=?, due_at=?, error=?, lease_owner=NULL, "
-                "lease_expires_at=NULL, lease_epoch=lease_epoch+1, journal_seq=?, updated_at=? "
-                "WHERE id=?",
-                (
-                    change.status.value,
-                    change.step,
-                    codec.dumps(change.state),
-                    change.due_at,
-                    None if change.error is None else codec.dumps(change.error),
-                    seq,
-                    now,
-                    run_id,
-                ),
-            )
-            if change.cancel_events:
-                conn.execute(
-                    "UPDATE run_events SET status='cancelled' WHERE run_id=? AND status='pending'",
-                    (run_id,),
-                )
-            conn.execute(
-                _INSERT_JOURNAL,
-                (
-                    run_id,
-                    seq,
-                    change.journal_kind.value,
-                    change.step,
-                    now,
-                    codec.dumps(change.journal_data),
-                    run.correlation_id,
-                ),
-            )
+            _write_control(conn, run, decide(run), now)
             return self._get_run(run_id)
 
         return await self._call(self._tx, body)
@@ -371,25 +340,7 @@ class SQLiteStore(Store):
                 raise InvalidRunStateError(
                     f"cannot send {name!r} to a {row[0]} run", run_id=run_id, flow=row[1]
                 )
-            if dedupe_key is not None:
-                found = conn.execute(
-                    "SELECT id FROM run_events WHERE run_id=? AND dedupe_key=?",
-                    (run_id, dedupe_key),
-                ).fetchone()
-                if found is not None:
-                    return int(found[0])
-            cursor = conn.execute(
-                "INSERT INTO run_events (run_id, name, payload, kind, status, visible_at, "
-                "created_at, dedupe_key) VALUES (?,?,?,'event','pending',?,?,?)",
-                (run_id, name, payload, at, now, dedupe_key),
-            )
-            conn.execute(
-                "UPDATE runs SET due_at = CASE WHEN due_at IS NULL OR due_at > ? THEN ? "
-                "ELSE due_at END WHERE id=? AND status IN ('waiting','needs_attention') "
-                "AND (wait_names IS NULL OR instr(wait_names, ?) > 0)",
-                (at, at, run_id, f"|{name}|"),
-            )
-            return int(cursor.lastrowid or 0)
+            return _queue_event(conn, run_id, name, payload, now, at, dedupe_key)
 
         return await self._call(self._tx, body)
 
@@ -503,7 +454,7 @@ def _create_run(conn: sqlite3.Connection, run: NewRun) -> tuple[RunRecord, bool]
             f"{run.flow_name}@{run.flow_version}",
             run.definition_hash,
             run.step,
-            "{}",
+            codec.dumps(run.state, what="run state"),
             codec.dumps(run.input, what="run input"),
             codec.dumps(run.context, what="run context"),
             run.correlation_id,
@@ -571,7 +522,113 @@ def _apply_batch(conn: sqlite3.Connection, cps: Sequence[Checkpoint]) -> list[bo
     waiting = [(cp.run_id,) for cp in kept if cp.status in WAITING_STATUSES]
     if waiting:
         conn.executemany(_RECOMPUTE_DUE, waiting)
+    for cp in kept:
+        notice = checkpoint_notice(cp.run_id, cp.status, cp.state, cp.result, cp.error)
+        if cp.links or notice is not None:
+            _apply_links(conn, cp, [notice] if notice is not None else [])
     return outcome
+
+
+def _apply_links(conn: sqlite3.Connection, cp: Checkpoint, notices: list[RunMessage]) -> None:
+    """A checkpoint's writes to other runs: children, their cancels, messages."""
+    for child in cp.children:
+        if conn.execute("SELECT 1 FROM runs WHERE id=?", (child.id,)).fetchone() is None:
+            _create_run(conn, child)
+    for cancel in cp.cancels:
+        row = conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE id=?", (cancel.run_id,)
+        ).fetchone()
+        if row is None:
+            continue
+        run = decode_run(row)
+        try:
+            change = cancel_change(run, cancel.reason, cancel.handler, cp.now)
+        except InvalidRunStateError:
+            continue  # ended or already cleaning up
+        _write_control(conn, run, change, cp.now)
+    for message in [*cp.messages, *notices]:
+        _send_message(conn, message, cp.now)
+
+
+def _send_message(conn: sqlite3.Connection, message: RunMessage, now: float) -> None:
+    """Queue a message for its run, unless that run is gone or has ended."""
+    row = conn.execute("SELECT status FROM runs WHERE id=?", (message.run_id,)).fetchone()
+    if row is not None and RunStatus(row[0]) in _RECEIVING:
+        _queue_event(
+            conn, message.run_id, message.name, message.payload, now, now, message.dedupe_key
+        )
+
+
+def _queue_event(
+    conn: sqlite3.Connection,
+    run_id: str,
+    name: str,
+    payload: str,
+    now: float,
+    at: float,
+    dedupe_key: str | None,
+) -> int:
+    """Insert a run event (once per dedupe key) and wake the run if it waits for it."""
+    if dedupe_key is not None:
+        found = conn.execute(
+            "SELECT id FROM run_events WHERE run_id=? AND dedupe_key=?",
+            (run_id, dedupe_key),
+        ).fetchone()
+        if found is not None:
+            return int(found[0])
+    cursor = conn.execute(
+        "INSERT INTO run_events (run_id, name, payload, kind, status, visible_at, "
+        "created_at, dedupe_key) VALUES (?,?,?,'event','pending',?,?,?)",
+        (run_id, name, payload, at, now, dedupe_key),
+    )
+    conn.execute(
+        "UPDATE runs SET due_at = CASE WHEN due_at IS NULL OR due_at > ? THEN ? "
+        "ELSE due_at END WHERE id=? AND status IN ('waiting','needs_attention') "
+        "AND (wait_names IS NULL OR instr(wait_names, ?) > 0)",
+        (at, at, run_id, f"|{name}|"),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _write_control(
+    conn: sqlite3.Connection, run: RunRecord, change: ControlChange, now: float
+) -> None:
+    """Write an operator's (or a parent's) change of ``run``, fencing out its worker."""
+    seq = run.journal_seq + 1
+    conn.execute(
+        "UPDATE runs SET status=?, step=?, state=?, due_at=?, error=?, lease_owner=NULL, "
+        "lease_expires_at=NULL, lease_epoch=lease_epoch+1, journal_seq=?, updated_at=? "
+        "WHERE id=?",
+        (
+            change.status.value,
+            change.step,
+            codec.dumps(change.state),
+            change.due_at,
+            None if change.error is None else codec.dumps(change.error),
+            seq,
+            now,
+            run.id,
+        ),
+    )
+    if change.cancel_events:
+        conn.execute(
+            "UPDATE run_events SET status='cancelled' WHERE run_id=? AND status='pending'",
+            (run.id,),
+        )
+    conn.execute(
+        _INSERT_JOURNAL,
+        (
+            run.id,
+            seq,
+            change.journal_kind.value,
+            change.step,
+            now,
+            codec.dumps(change.journal_data),
+            run.correlation_id,
+        ),
+    )
+    for message in change.messages:
+        _send_message(conn, message, now)
 
 
 def _update_run(conn: sqlite3.Connection, cp: Checkpoint) -> bool:
