@@ -25,7 +25,7 @@ PG_URL = os.environ.get(
     "TRIPWRIGHT_PG_URL", f"postgresql://postgres@127.0.0.1:5432/tripwright_test_{os.getpid()}"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TABLES = "runs, journal, run_events, outbox"
+TABLES = "runs, journal, run_events, outbox, dead_letters, relay_leases"
 
 
 async def _prepare_pg(url: str) -> None:

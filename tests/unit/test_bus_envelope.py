@@ -158,6 +158,7 @@ def test_bus_public_api_is_pinned() -> None:
             "Retry",
             "Subscription",
             "Transport",
+            "Upcaster",
             "broker_scheme",
             "create_transport",
             "outbox_envelope",

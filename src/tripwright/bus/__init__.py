@@ -22,7 +22,7 @@ from tripwright.bus.base import (
     Transport,
 )
 from tripwright.bus.envelope import CONTENT_TYPE, CloudEvent, schema_uri, schema_version
-from tripwright.bus.event import Event
+from tripwright.bus.event import Event, Upcaster
 from tripwright.bus.factory import DEFAULT_BROKER, broker_scheme, create_transport
 from tripwright.bus.memory import MemoryTransport
 from tripwright.bus.options import BrokerOptions
@@ -48,6 +48,7 @@ __all__ = [
     "Retry",
     "Subscription",
     "Transport",
+    "Upcaster",
     "broker_scheme",
     "create_transport",
     "outbox_envelope",

@@ -25,60 +25,59 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tripwright.bus.envelope import CloudEvent
-from tripwright.errors import EnvelopeError, StoreClosedError, TripwrightError
+from tripwright.bus.base import OutgoingMessage, Transport
+from tripwright.bus.envelope import CONTENT_TYPE, CloudEvent
+from tripwright.engine import codec
+from tripwright.engine.clock import Clock, RealClock
+from tripwright.engine.records import DeadLetter, OutboxRecord
+from tripwright.engine.store.base import Store
+from tripwright.errors import (
+    ContextNotSerializableError,
+    EnvelopeError,
+    StoreClosedError,
+    TripwrightError,
+)
 
-__all__ = ["OutboxRecord", "OutboxRelay", "outbox_envelope"]
+__all__ = [
+    "OutboxRecord",
+    "OutboxRelay",
+    "TransportRelay",
+    "outbox_envelope",
+    "outbox_envelope_dict",
+]
 
 log = logging.getLogger("tripwright.bus")
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxRecord:
-    """A committed outbox row."""
-
-    id: int
-    event_id: str
-    run_id: str
-    topic: str
-    type: str
-    subject: str | None
-    data: Any
-    headers: dict[str, Any]
-    created_at: float
+def outbox_envelope_dict(record: OutboxRecord) -> dict[str, Any]:
+    """The CloudEvents envelope of an outbox row as a JSON object, not yet validated (its
+    headers hold the attributes beyond id, type, subject and data: source, dataschema,
+    trace context, extensions)."""
+    headers = record.headers
+    value: dict[str, Any] = {
+        k: v for k, v in headers.items() if k not in ("id", "type", "subject", "data", "time")
+    }
+    value.update(
+        specversion="1.0",
+        id=record.event_id,
+        type=record.type,
+        time=datetime.fromtimestamp(record.created_at, UTC).isoformat().replace("+00:00", "Z"),
+        datacontenttype=CONTENT_TYPE,
+    )
+    value.setdefault("source", f"/tripwright/runs/{record.run_id or 'api'}")
+    if record.subject is not None:
+        value["subject"] = record.subject
+    if record.data is not None:
+        value["data"] = record.data
+    return value
 
 
 def outbox_envelope(record: OutboxRecord) -> CloudEvent:
-    """The CloudEvents envelope of an outbox row (its headers hold the envelope's
-    attributes beyond id, type, subject and data: source, dataschema, trace context)."""
-    headers = record.headers
-    extensions = {
-        k: v
-        for k, v in headers.items()
-        if k not in ("source", "dataschema", "traceparent", "correlationid", "time")
-    }
-    try:
-        return CloudEvent.model_validate(
-            {
-                "id": record.event_id,
-                "source": headers.get("source") or f"/tripwright/runs/{record.run_id or 'api'}",
-                "type": record.type,
-                "subject": record.subject,
-                "time": datetime.fromtimestamp(record.created_at, UTC),
-                "dataschema": headers.get("dataschema"),
-                "data": record.data,
-                "traceparent": headers.get("traceparent"),
-                "correlationid": headers.get("correlationid"),
-                **extensions,
-            },
-            strict=False,
-        )
-    except ValueError as exc:
-        raise EnvelopeError(f"outbox row {record.id} is not a valid envelope: {exc}") from None
+    """The validated envelope of an outbox row; :class:`EnvelopeError` if it is not one."""
+    return CloudEvent.from_dict(outbox_envelope_dict(record))
 
 
 class OutboxRelay(ABC):
@@ -128,3 +127,77 @@ class OutboxRelay(ABC):
                     waiter.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await waiter
+
+
+class TransportRelay(OutboxRelay):
+    """Publishes outbox rows to a broker, then marks them published.
+
+    The relay holds a lease (``relay_leases``, name ``relay``) while it works, so one
+    relay publishes at a time across every worker; a crashed relay's lease expires after
+    ``lease_ttl`` and another takes over, republishing what was not marked (the inboxes
+    absorb the duplicates). A lease lost mid-batch (a long stall) makes the mark fail:
+    the new holder publishes those rows again.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        transport: Transport,
+        *,
+        owner: str,
+        clock: Clock | None = None,
+        batch: int = 500,
+        lease_ttl: float = 10.0,
+        relay: str = "outbox",
+    ) -> None:
+        super().__init__()
+        self._store = store
+        self._transport = transport
+        self._owner = owner
+        self._clock = clock or RealClock()
+        self._batch = batch
+        self._lease_ttl = lease_ttl
+        self._relay = relay
+
+    async def relay_once(self) -> int:
+        claimed = await self._store.claim_outbox(
+            self._relay, self._owner, self._clock.now(), self._lease_ttl, self._batch
+        )
+        if claimed is None:
+            return 0
+        epoch, rows = claimed
+        if not rows:
+            return 0
+        messages = []
+        poison = []
+        for row in rows:
+            try:
+                messages.append(OutgoingMessage(row.topic, outbox_envelope(row), outbox_id=row.id))
+            except (EnvelopeError, ContextNotSerializableError) as bad:
+                poison.append((row, bad))
+        for row, exc in poison:
+            # Nothing can carry it: record it where operators look, once, and move on.
+            await self._store.add_dead_letter(
+                DeadLetter(
+                    group="outbox",
+                    event_id=row.event_id,
+                    topic=row.topic,
+                    reason=codec.safe_text(exc, 2000),
+                    kind="malformed",
+                    type=row.type,
+                    subject=row.subject,
+                    raw=codec.dumps(outbox_envelope_dict(row)),
+                    run_id=row.run_id or None,
+                    first_seen_at=row.created_at,
+                ),
+                self._clock.now(),
+            )
+        if messages:
+            await self._transport.publish(messages)
+        marked = await self._store.mark_published(
+            self._relay, self._owner, epoch, [r.id for r in rows], self._clock.now()
+        )
+        if not marked:
+            log.info("relay lease lost before marking %d rows; the next holder resends", len(rows))
+            return 0
+        return len(rows)

@@ -57,6 +57,10 @@ log = logging.getLogger("tripwright.engine")
 #: ``wait_names`` value that no event name matches (a plain sleep).
 _MATCH_NOTHING = "|"
 _ALWAYS_FINAL = (DefinitionError, ContextNotSerializableError, ConfigurationError)
+#: Queued events read at once when a run keeps receiving them in-process.
+_PREFETCH = 32
+#: Events a run may receive in a row without handing its lease back (fairness).
+_MAX_IN_A_ROW = 256
 
 
 def idempotency_key(run_id: str, step: str, visit: int) -> str:
@@ -131,6 +135,9 @@ class RunExecutor:
         step = run.step
         event: EventRecord | None = None
         timed_out = False
+        # Events already queued for this run, read ahead (see _queued_event).
+        queued: list[EventRecord] = []
+        in_a_row = 0
 
         if (
             run.definition_hash != flow.definition_hash
@@ -332,10 +339,39 @@ class RunExecutor:
                 children=effects.children,
                 messages=effects.messages,
                 cancels=effects.cancels,
+                dead_letters=effects.dead_letters,
             )
             self.stats.steps_completed += 1
+            follow: EventRecord | None = None
+            wait = (
+                outcome
+                if isinstance(outcome, WaitEvent)
+                and not outcome.attention
+                and not effects.timers
+                and not effects.cancelled_timers
+                and in_a_row < _MAX_IN_A_ROW
+                else None
+            )
+            if wait is not None:
+                follow = await self._queued_event(run.id, wait, event, queued, now)
+            next_step: str | None
             try:
-                next_step = self._route(flow, step, outcome, final, checkpoint, state, journal, now)
+                if follow is not None and wait is not None:
+                    in_a_row += 1
+                    next_step = _receive_at_once(follow, wait, flow, step, checkpoint, state)
+                    journal.add(
+                        JournalKind.EVENT_RECEIVED,
+                        next_step,
+                        now,
+                        event=follow.name,
+                        event_id=follow.id,
+                        timer=None,
+                        payload=follow.payload,
+                    )
+                else:
+                    next_step = self._route(
+                        flow, step, outcome, final, checkpoint, state, journal, now
+                    )
                 checkpoint.state = codec.dumps(state)
             except (ContextNotSerializableError, DefinitionError) as exc:
                 # Nothing a step produced should get here (outcomes are checked inside the
@@ -359,8 +395,39 @@ class RunExecutor:
             if next_step is None:
                 return
             step = next_step
-            event = None
+            event = follow
             timed_out = False
+
+    async def _queued_event(
+        self,
+        run_id: str,
+        wait: WaitEvent,
+        current: EventRecord | None,
+        queued: list[EventRecord],
+        now: float,
+    ) -> EventRecord | None:
+        """An event already queued for a run about to wait for it: the run receives it at
+        once, in-process, instead of handing its lease back and being claimed again.
+
+        Read ahead in batches; ``current`` (consumed by the checkpoint being written) is
+        skipped. The events stay pending in the store until a checkpoint consumes them,
+        and nobody else can consume them while this worker holds the lease.
+        """
+        names = set(wait.names) if wait.names else None
+        while queued:
+            candidate = queued.pop(0)
+            if names is None or candidate.name in names:
+                return candidate
+        skip = current.id if current is not None else None
+        batch = [
+            e
+            for e in await self._store.next_events(run_id, wait.names or None, now, _PREFETCH)
+            if e.id != skip
+        ]
+        if not batch:
+            return None
+        queued.extend(batch[1:])
+        return batch[0]
 
     # -- outcomes ---------------------------------------------------------------------
     def _route(
@@ -661,6 +728,27 @@ def _rejected(cp: Checkpoint, exc: Exception, before: _Before, journal: _Journal
         journal=[entry],
         rejection=True,
     )
+
+
+def _receive_at_once(
+    event: EventRecord,
+    wait: WaitEvent,
+    flow: Flow,
+    step: str,
+    cp: Checkpoint,
+    state: dict[str, Any],
+) -> str:
+    """Fill ``cp`` for a wait that receives a queued event at once; the step to run next.
+
+    The run stays running under its lease; the event is named in the state, so a crash
+    before the next checkpoint resumes with the same event (as a claimed wait would).
+    """
+    then = wait.then or flow.next_after(step)
+    if then is None:
+        raise DefinitionError("a wait at the last step needs then=", flow=flow.name, step=step)
+    cp.step = then
+    state["resume"] = {"event_id": event.id, "timed_out": False}
+    return then
 
 
 def _encode_final(outcome: Outcome | None, run_id: str) -> str | None:

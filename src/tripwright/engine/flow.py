@@ -28,6 +28,7 @@ from tripwright.engine import codec
 from tripwright.engine.children import parent_link
 from tripwright.engine.clock import Clock
 from tripwright.engine.records import (
+    DeadLetter,
     EventRecord,
     JournalKind,
     NewEvent,
@@ -323,6 +324,7 @@ class StepEffects:
     children: list[NewRun] = field(default_factory=list)
     messages: list[RunMessage] = field(default_factory=list)
     cancels: list[RunCancel] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
 class StepContext:
@@ -516,6 +518,10 @@ class StepContext:
                 dedupe_key,
             )
         )
+    def dead_letter(self, letter: DeadLetter) -> None:
+        """Write ``letter`` to the dead-letter store with this step's checkpoint (models
+        that consume events use it: the event is given up on in the same transaction)."""
+        self._effects.dead_letters.append(letter)
 
     def note(self, message: str, **data: Any) -> None:
         """Add a free-form note to the journal."""

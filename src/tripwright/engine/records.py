@@ -12,12 +12,16 @@ __all__ = [
     "WAITING_STATUSES",
     "Checkpoint",
     "ControlChange",
+    "DeadLetter",
+    "DeadLetterRecord",
     "EventRecord",
+    "InboxDelivery",
     "JournalEntry",
     "JournalKind",
     "NewEvent",
     "NewRun",
     "OutboxMessage",
+    "OutboxRecord",
     "RunCancel",
     "RunMessage",
     "RunRecord",
@@ -74,6 +78,8 @@ class JournalKind(StrEnum):
     CANCEL_REQUESTED = "cancel_requested"
     CHILD_STARTED = "child_started"
     CHILD_CANCELLED = "child_cancelled"
+    #: An event a consumer group gave up on went to the dead-letter store.
+    DEAD_LETTERED = "dead_lettered"
     NOTE = "note"
 
 
@@ -183,6 +189,21 @@ class OutboxMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """A committed outbox row (``run_id`` is empty for messages published from the API)."""
+
+    id: int
+    event_id: str
+    run_id: str
+    topic: str
+    type: str
+    subject: str | None
+    data: Any
+    headers: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvent:
     """A timer set by a checkpoint: an event to the run that becomes visible at ``visible_at``."""
 
@@ -204,6 +225,71 @@ class EventRecord:
     timer_name: str | None
     visible_at: float
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event a consumer group could not handle, as written to the dead-letter store.
+
+    One per (group, event id): writing the same one twice keeps the first. ``envelope``
+    is the JSON-encoded envelope when there is a valid one; ``raw`` the raw body when not.
+    """
+
+    group: str
+    event_id: str
+    topic: str
+    reason: str
+    kind: str
+    handler: str | None = None
+    type: str | None = None
+    subject: str | None = None
+    envelope: str | None = None
+    raw: str | None = None
+    error: str | None = None
+    attempts: int = 0
+    run_id: str | None = None
+    first_seen_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A dead letter as stored (``failed_at``: when it was written)."""
+
+    id: int
+    group: str
+    event_id: str
+    topic: str
+    reason: str
+    kind: str
+    handler: str | None
+    type: str | None
+    subject: str | None
+    envelope: dict[str, Any] | None
+    raw: str | None
+    error: dict[str, Any] | None
+    attempts: int
+    run_id: str | None
+    first_seen_at: float | None
+    failed_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class InboxDelivery:
+    """An event to queue in a consumer group's mailbox run (created if missing).
+
+    ``dedupe_key`` (the event id) makes the delivery idempotent: the mailbox's inbox
+    keeps one event per key, whatever is delivered again later.
+    """
+
+    run_id: str
+    flow_name: str
+    flow_version: str
+    definition_hash: str
+    then: str
+    correlation_id: str
+    name: str
+    payload: str
+    dedupe_key: str
 
 
 @dataclass(slots=True)
@@ -235,6 +321,8 @@ class Checkpoint:
     timers: list[NewEvent] = field(default_factory=list)
     cancelled_timers: list[str] = field(default_factory=list)
     consumed_events: list[int] = field(default_factory=list)
+    #: Events this step gave up on, written to the dead-letter store with the checkpoint.
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     #: This checkpoint fails the run in place of one the store refused.
     rejection: bool = False
     #: Runs started by this checkpoint (children); a run whose id exists is kept as is.

@@ -1,7 +1,17 @@
-"""Flow models on the engine: the sequence (saga) model and statecharts."""
+"""Flow models on the engine: the sequence (saga) model, statecharts, and the event-driven
+model (choreographies of consumer groups; typed events are ``tripwright.bus.Event``)."""
 
 from __future__ import annotations
 
+from tripwright.flows.events import (
+    Choreography,
+    ConsumerGroup,
+    DeadLetters,
+    EventBus,
+    Finding,
+    HandlerContext,
+    HandlerSpec,
+)
 from tripwright.flows.saga import (
     ALL,
     ANY,
@@ -87,18 +97,25 @@ __all__ = [
     "Call",
     "Cancel",
     "ChildSnapshot",
+    "Choreography",
     "Condition",
+    "ConsumerGroup",
     "Content",
     "Data",
     "DataView",
+    "DeadLetters",
     "DelayedSend",
     "DoneData",
     "ErrorEntry",
     "Event",
+    "EventBus",
     "EventType",
     "Executable",
+    "Finding",
     "Foreach",
     "GuardOutcome",
+    "HandlerContext",
+    "HandlerSpec",
     "HistoryType",
     "If",
     "Interpreter",

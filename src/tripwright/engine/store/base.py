@@ -15,14 +15,30 @@ from tripwright.engine.children import stop_change
 from tripwright.engine.records import (
     Checkpoint,
     ControlChange,
+    DeadLetter,
+    DeadLetterRecord,
     EventRecord,
+    InboxDelivery,
     JournalEntry,
     NewRun,
+    OutboxMessage,
+    OutboxRecord,
     RunRecord,
     RunStatus,
 )
 
-__all__ = ["RUN_COLUMNS", "Store", "decode_event", "decode_journal", "decode_run", "wait_match"]
+#: Routes one outbox row to the mailbox deliveries it makes (none: nobody subscribes).
+Router: TypeAlias = Callable[[OutboxRecord], Sequence[InboxDelivery]]
+
+__all__ = [
+    "RUN_COLUMNS",
+    "Router",
+    "Store",
+    "decode_event",
+    "decode_journal",
+    "decode_run",
+    "wait_match",
+]
 
 RUN_COLUMNS = (
     "id, flow_name, flow_version, definition_hash, status, step, state, input, context, "
@@ -189,6 +205,81 @@ class Store(ABC):
     async def outbox_count(self, *, published: bool | None = None) -> int:
         """How many outbox messages exist (optionally only published/unpublished)."""
 
+    @abstractmethod
+    async def append_outbox(self, messages: Sequence[OutboxMessage], now: float) -> None:
+        """Commit messages to the outbox outside any run (publishing from the API).
+
+        A message whose event id is already in the outbox is not added again.
+        """
+
+    # -- event bus ----------------------------------------------------------------------
+    @abstractmethod
+    async def next_events(
+        self, run_id: str, names: Sequence[str] | None, now: float, limit: int
+    ) -> list[EventRecord]:
+        """Up to ``limit`` visible pending events (not timers) of a run matching ``names``,
+        in delivery order."""
+
+    @abstractmethod
+    async def deliver(self, deliveries: Sequence[InboxDelivery], now: float) -> list[bool]:
+        """Queue events in mailbox runs, in one transaction, creating missing mailboxes
+        (race-free with other workers); per delivery, False if its dedupe key was already
+        in that mailbox's inbox (a duplicate: nothing is queued)."""
+
+    @abstractmethod
+    async def relay_outbox(self, route: Router, limit: int, now: float) -> int:
+        """Move up to ``limit`` unpublished outbox rows, oldest first, into the mailboxes
+        ``route`` names and mark them published, all in one transaction; return how many.
+
+        Only one caller relays at a time (others get 0 at once), so rows leave in order.
+        """
+
+    @abstractmethod
+    async def claim_outbox(
+        self, relay: str, owner: str, now: float, lease_ttl: float, limit: int
+    ) -> tuple[int, list[OutboxRecord]] | None:
+        """Take (or extend) the relay lease ``relay`` and read up to ``limit`` unpublished
+        rows, oldest first; None if another owner holds an unexpired lease. Returns the
+        lease epoch, which :meth:`mark_published` checks."""
+
+    @abstractmethod
+    async def mark_published(
+        self, relay: str, owner: str, epoch: int, ids: Sequence[int], now: float
+    ) -> bool:
+        """Mark outbox rows published if ``owner`` still holds the lease at ``epoch``."""
+
+    @abstractmethod
+    async def add_dead_letter(self, letter: DeadLetter, now: float) -> int:
+        """Write a dead letter outside any checkpoint (a message refused on arrival); the
+        id of the existing one if the (group, event id) is there already."""
+
+    @abstractmethod
+    async def list_dead_letters(
+        self, *, group: str | None = None, limit: int = 100
+    ) -> list[DeadLetterRecord]:
+        """Dead letters, oldest first."""
+
+    @abstractmethod
+    async def get_dead_letter(self, letter_id: int) -> DeadLetterRecord:
+        """A dead letter, or :class:`DeadLetterNotFoundError`."""
+
+    @abstractmethod
+    async def redrive_dead_letter(
+        self, letter_id: int, delivery: InboxDelivery | None, now: float
+    ) -> DeadLetterRecord:
+        """Remove a dead letter and queue its event again, in one transaction: the event
+        row its mailbox already holds (same id) becomes pending again, or ``delivery`` is
+        queued when the mailbox never held it. Exactly one redrive of a letter wins."""
+
+    @abstractmethod
+    async def drop_dead_letter(self, letter_id: int) -> DeadLetterRecord:
+        """Delete a dead letter for good."""
+
+    @abstractmethod
+    async def prune_events(self, before: float, *, limit: int = 10_000) -> int:
+        """Delete up to ``limit`` consumed or cancelled run events created before
+        ``before`` (inbox dedupe rows among them); return how many."""
+
 
 def wait_match(names: Sequence[str] | None) -> str | None:
     """Encode a wait filter as ``|a|b|``; None (or empty) waits for any event."""
@@ -252,4 +343,53 @@ def decode_journal(row: Row) -> JournalEntry:
         at=row["at"],
         data=_json_obj(row["data"]) or {},
         correlation_id=row["correlation_id"],
+    )
+
+
+DEAD_LETTER_COLUMNS = (
+    "id, group_name, event_id, topic, reason, kind, handler, type, subject, envelope, raw, "
+    "error, attempts, run_id, first_seen_at, failed_at"
+)
+OUTBOX_COLUMNS = "id, event_id, run_id, topic, type, subject, data, headers, created_at"
+
+
+def decode_dead_letter(row: Row) -> DeadLetterRecord:
+    return DeadLetterRecord(
+        id=row["id"],
+        group=row["group_name"],
+        event_id=row["event_id"],
+        topic=row["topic"],
+        reason=row["reason"],
+        kind=row["kind"],
+        handler=row["handler"],
+        type=row["type"],
+        subject=row["subject"],
+        envelope=_json_obj(row["envelope"]),
+        raw=row["raw"],
+        error=_json_obj(row["error"]),
+        attempts=row["attempts"],
+        run_id=row["run_id"],
+        first_seen_at=row["first_seen_at"],
+        failed_at=row["failed_at"],
+    )
+
+
+def decode_outbox(row: Row) -> OutboxRecord:
+    return OutboxRecord(
+        id=row["id"],
+        event_id=row["event_id"],
+        run_id=row["run_id"],
+        topic=row["topic"],
+        type=row["type"],
+        subject=row["subject"],
+        data=_json_obj(row["data"]),
+        headers=_json_obj(row["headers"]) or {},
+        created_at=row["created_at"],
+    )
+
+
+def mailbox_state(then: str) -> str:
+    """The state a new mailbox run starts in: waiting for any event, then ``then``."""
+    return codec.dumps(
+        {"visits": {}, "wait": {"kind": "event", "names": None, "deadline": None, "then": then}}
     )

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_REVISION", "alembic_config", "upgrade"]
 
 #: The revision this version of Tripwright needs; stores refuse older schemas.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -38,6 +38,11 @@ from tripwright.engine.store.base import (
     wait_match,
 )
 from tripwright.engine.store.migrate import SCHEMA_REVISION
+from tripwright.engine.store.postgres_bus import (
+    DEAD_LETTERS_CTE,
+    PostgresBusMixin,
+    dead_letter_columns,
+)
 from tripwright.errors import (
     InvalidRunStateError,
     RunNotFoundError,
@@ -150,7 +155,7 @@ WHERE id = $2
 """
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresBusMixin, Store):
     """Store on PostgreSQL, shared by any number of workers."""
 
     dialect = "postgresql"
@@ -714,6 +719,9 @@ def _checkpoint_statement(cps: Sequence[Checkpoint]) -> tuple[str, list[Any]]:
                 [t.visible_at for _, t in timers],
             ],
         )
+    letters = [(i, d) for i, cp in enumerate(cps, 1) for d in cp.dead_letters]
+    if letters:
+        add(DEAD_LETTERS_CTE, dead_letter_columns(letters))
     if any(cp.cancelled_timers for cp in cps):
         ctes.append(_CANCEL_CTE)
     if any(cp.consumed_events for cp in cps):

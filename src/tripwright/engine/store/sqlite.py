@@ -39,6 +39,7 @@ from tripwright.engine.store.base import (
     wait_match,
 )
 from tripwright.engine.store.migrate import SCHEMA_REVISION
+from tripwright.engine.store.sqlite_bus import SQLiteBusMixin, insert_dead_letters
 from tripwright.errors import (
     InvalidRunStateError,
     RunNotFoundError,
@@ -89,7 +90,7 @@ WHERE id = ? AND status IN ('waiting','needs_attention')
 """
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteBusMixin, Store):
     """Store on a SQLite file in WAL mode."""
 
     dialect = "sqlite"
@@ -519,6 +520,9 @@ def _apply_batch(conn: sqlite3.Connection, cps: Sequence[Checkpoint]) -> list[bo
     consumed = [(event_id, cp.run_id) for cp in kept for event_id in cp.consumed_events]
     if consumed:
         conn.executemany(_CONSUME, consumed)
+    for cp in kept:
+        if cp.dead_letters:
+            insert_dead_letters(conn, cp.dead_letters, cp.now)
     waiting = [(cp.run_id,) for cp in kept if cp.status in WAITING_STATUSES]
     if waiting:
         conn.executemany(_RECOMPUTE_DUE, waiting)

@@ -1,0 +1,102 @@
+"""The consumer side of a broker: deliveries become events in a group's mailbox inbox.
+
+:class:`InboxAcceptor` is the :data:`~tripwright.bus.base.DeliveryHandler` a transport
+calls for one consumer group. It validates each envelope, queues the batch in the group's
+mailbox runs in one transaction (an event id already in a mailbox's inbox is a duplicate:
+acknowledged, not queued again), and answers with dispositions:
+
+- ``Ack`` once the batch is committed (or for a type the group does not consume);
+- ``Reject`` for a body that is not a valid envelope, after writing it, raw body and
+  reason, to the dead-letter store;
+- ``Retry`` for the whole batch when the store cannot be reached (nothing is lost: the
+  broker redelivers, and the inbox absorbs what was committed after all).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tripwright.bus.base import ACK, Delivery, Disposition, Reject, Retry
+from tripwright.bus.envelope import CloudEvent
+from tripwright.engine import codec
+from tripwright.engine.clock import Clock, RealClock
+from tripwright.engine.records import DeadLetter, InboxDelivery
+from tripwright.engine.store.base import Store
+from tripwright.errors import EnvelopeError, StoreError
+
+__all__ = ["InboxAcceptor", "raw_text"]
+
+#: How an envelope (a JSON object) and its topic become a group's delivery (None: the
+#: group does not consume it).
+GroupRoute = Callable[[dict[str, Any], str], InboxDelivery | None]
+
+
+def raw_text(body: bytes) -> str:
+    """A raw body as storable text (invalid UTF-8 and NUL escaped)."""
+    return codec.safe_text(body.decode("utf-8", "backslashreplace"), 1_000_000)
+
+
+class InboxAcceptor:
+    """Accepts a consumer group's deliveries from a transport into its inbox."""
+
+    def __init__(
+        self,
+        store: Store,
+        group: str,
+        route: GroupRoute,
+        *,
+        clock: Clock | None = None,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.group = group
+        self._route = route
+        self._clock = clock or RealClock()
+        self._retry_delay = retry_delay
+        self.accepted = 0
+        self.duplicates = 0
+
+    async def __call__(self, batch: Sequence[Delivery]) -> list[Disposition]:
+        out: list[Disposition] = [ACK] * len(batch)
+        queued: list[tuple[int, InboxDelivery]] = []
+        for index, delivery in enumerate(batch):
+            try:
+                envelope = CloudEvent.from_bytes(delivery.body)
+            except EnvelopeError as exc:
+                out[index] = await self._poison(delivery, str(exc))
+                continue
+            routed = self._route(envelope.to_dict(), delivery.topic)
+            if routed is not None:
+                queued.append((index, routed))
+        if queued:
+            try:
+                fresh = await self.store.deliver([d for _, d in queued], self._clock.now())
+            except StoreError as exc:
+                for index, _ in queued:
+                    out[index] = Retry(self._retry_delay, codec.safe_text(exc, 200))
+                return out
+            self.accepted += sum(fresh)
+            self.duplicates += len(fresh) - sum(fresh)
+        return out
+
+    async def _poison(self, delivery: Delivery, reason: str) -> Disposition:
+        raw = raw_text(delivery.body)
+        event_id = delivery.headers.get("ce-id") or (
+            "raw-" + hashlib.sha256(delivery.body).hexdigest()[:40]
+        )
+        letter = DeadLetter(
+            group=self.group,
+            event_id=codec.safe_text(event_id, 300),
+            topic=delivery.topic,
+            reason=codec.safe_text(reason, 2000),
+            kind="malformed",
+            raw=raw,
+            attempts=delivery.attempt,
+        )
+        try:
+            await self.store.add_dead_letter(letter, self._clock.now())
+        except StoreError as exc:
+            return Retry(self._retry_delay, codec.safe_text(exc, 200))
+        return Reject(reason)
