@@ -18,10 +18,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from tripwright.cli_dlq import dlq_app
 from tripwright.cli_flows import simulate_command
 from tripwright.engine import Engine, EngineConfig, FlowRegistry, RunRecord, RunStatus, Worker
 from tripwright.engine.store import create_store, upgrade
 from tripwright.errors import TripwrightError
+from tripwright.flows.events import Choreography, Finding
 from tripwright.flows.saga import Problem, Saga
 from tripwright.flows.statechart.model import Statechart
 
@@ -44,6 +46,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(runs_app, name="runs")
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 err = Console(stderr=True)
@@ -83,13 +86,28 @@ def worker(
     concurrency: Annotated[int, typer.Option(help="Runs in flight at once.")] = 64,
     lease_ttl: Annotated[float, typer.Option(help="Lease time-to-live, seconds.")] = 30.0,
     heartbeat: Annotated[float | None, typer.Option(help="Heartbeat interval, seconds.")] = None,
+    broker: Annotated[
+        str,
+        typer.Option(
+            "--broker",
+            envvar="TRIPWRIGHT_BROKER",
+            help="Event transport: store:// (default: through the store), memory://, "
+            "amqp://… or nats://…",
+        ),
+    ] = "store://",
 ) -> None:
-    """Run a worker: claim due runs of the given flows and execute them until stopped."""
-    from tripwright.loading import load_flows
+    """Run a worker: claim due runs of the given flows and execute them until stopped.
+
+    Consumer groups among the definitions are served too, with the outbox relay."""
+    from tripwright.bus import broker_scheme, create_transport
+    from tripwright.flows.events import EventBus
+    from tripwright.loading import choreography_of, load_definitions
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        registry = load_flows(flows)
+        broker_scheme(broker)
+        registry, definitions = load_definitions(flows)
+        choreography = choreography_of(definitions)
         config = EngineConfig(
             lease_ttl=lease_ttl,
             heartbeat_interval=heartbeat or lease_ttl / 3,
@@ -109,7 +127,14 @@ def worker(
         node = Worker(store, registry, config=config, worker_id=worker_id)
         logging.getLogger("tripwright").info("worker %s serving %s", node.id, registry.keys())
         try:
-            await node.run(stop)
+            if choreography is None:
+                await node.run(stop)
+            else:
+                bus = EventBus(
+                    store, choreography, transport=create_transport(broker), owner=node.id
+                )
+                bus.attach(node)
+                await asyncio.gather(node.run(stop), bus.run(stop))
         finally:
             await store.close()
 
@@ -313,6 +338,11 @@ def flows_list(flows: FlowsOption) -> None:
         elif isinstance(definition, Statechart):
             states = ", ".join(definition.state_ids)
             table.add_row(name, "statechart", str(definition.version), states)
+        elif isinstance(definition, Choreography):
+            handlers = ", ".join(
+                f"{g.name}.{h.name}" for g in definition.groups for h in g.handlers
+            )
+            table.add_row(name, "events", definition.version, handlers)
         else:
             table.add_row(
                 name, "engine", definition.version, ", ".join(s.name for s in definition.steps)
@@ -333,14 +363,14 @@ def flows_validate(
     for key, definition in sorted(definitions.items()):
         if name is not None and key != name:
             continue
-        if isinstance(definition, Saga):
-            problems = definition.validate()
+        problems: list[Problem | Finding] = []
+        if isinstance(definition, Saga | Choreography):
+            problems.extend(definition.validate())
         elif isinstance(definition, Statechart):
             from tripwright.flows.statechart.validate import validate
 
-            problems = validate(definition)
+            problems.extend(validate(definition))
         else:
-            problems = []
             try:
                 definition.validate()
             except TripwrightError as exc:
@@ -372,7 +402,9 @@ def flows_diagram(
         print(to_mermaid(definition), end="")
         return
     print(
-        definition.to_mermaid() if isinstance(definition, Saga) else flow_mermaid(definition),
+        definition.to_mermaid()
+        if isinstance(definition, Saga | Choreography)
+        else flow_mermaid(definition),
         end="",
     )
 

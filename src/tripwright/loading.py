@@ -13,12 +13,14 @@ from pathlib import Path
 from tripwright.engine.flow import Flow
 from tripwright.engine.registry import FlowRegistry
 from tripwright.errors import ConfigurationError
+from tripwright.flows.events import Choreography, ConsumerGroup
 from tripwright.flows.saga import Saga
 from tripwright.flows.statechart.model import Statechart
 
 __all__ = [
     "CHART_SUFFIXES",
     "Definition",
+    "choreography_of",
     "is_chart_file",
     "load_chart_file",
     "load_definitions",
@@ -27,7 +29,8 @@ __all__ = [
 ]
 
 #: What a reference may name: an engine flow or a model definition.
-Definition = Flow | Saga | Statechart
+#: (A lone consumer group is loaded as a choreography of its own.)
+Definition = Flow | Saga | Statechart | Choreography
 
 #: File suffixes read as statechart documents.
 CHART_SUFFIXES = (".yaml", ".yml", ".scxml")
@@ -79,11 +82,12 @@ def load_reference(reference: str) -> list[object]:
     if is_chart_file(reference):
         return [load_chart_file(reference)]
     value = _resolve(reference)
-    if isinstance(value, Flow | Saga | Statechart):
+    if isinstance(value, Flow | Saga | Statechart | Choreography | ConsumerGroup):
         return [value]
     if not isinstance(value, Iterable):
         raise ConfigurationError(
-            f"{reference!r} is a {type(value).__name__}, not a Flow, a Saga, a Statechart or a list"
+            f"{reference!r} is a {type(value).__name__}, not a Flow, a Saga, a Statechart, "
+            "a Choreography, a ConsumerGroup or a list"
         )
     return list(value)
 
@@ -99,7 +103,8 @@ def load_definitions(references: Iterable[str]) -> tuple[FlowRegistry, dict[str,
 
     An attribute may be a :class:`Flow`, a :class:`Saga`, a :class:`Statechart`, a
     :class:`FlowRegistry` or an iterable of those; a ``.yaml``/``.yml``/``.scxml`` path is a
-    statechart document. Sagas are compiled to engine flows for the registry.
+    statechart document; a :class:`Choreography` or a :class:`ConsumerGroup` too. Sagas and
+    consumer groups are compiled to engine flows for the registry.
     """
     registry = FlowRegistry()
     definitions: dict[str, Definition] = {}
@@ -110,12 +115,33 @@ def load_definitions(references: Iterable[str]) -> tuple[FlowRegistry, dict[str,
             elif isinstance(item, Saga):
                 registry.register(item.to_flow())
                 definitions[item.name] = item
+            elif isinstance(item, Choreography | ConsumerGroup):
+                choreography = (
+                    item if isinstance(item, Choreography) else Choreography(item.name, [item])
+                )
+                for flow in choreography.flows():
+                    registry.register(flow)
+                definitions[choreography.name] = choreography
             elif isinstance(item, Flow):
                 registry.register(item)
                 definitions.setdefault(item.name, item)
             else:
                 raise ConfigurationError(
-                    f"{reference!r} holds a {type(item).__name__}, not a Flow, a Saga or a "
-                    "Statechart"
+                    f"{reference!r} holds a {type(item).__name__}, not a Flow, a Saga, a "
+                    "Statechart, a Choreography or a ConsumerGroup"
                 )
     return registry, definitions
+
+
+def choreography_of(definitions: dict[str, Definition]) -> Choreography | None:
+    """One choreography of every consumer group among ``definitions`` (what a worker's
+    event bus serves), or None if there is none."""
+    groups = [
+        group
+        for definition in definitions.values()
+        if isinstance(definition, Choreography)
+        for group in definition.groups
+    ]
+    if not groups:
+        return None
+    return Choreography("worker", groups)

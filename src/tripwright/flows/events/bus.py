@@ -30,6 +30,7 @@ from tripwright.bus.relay import OutboxRelay, TransportRelay
 from tripwright.bus.store import StoreRelay
 from tripwright.engine import codec
 from tripwright.engine.clock import Clock, RealClock
+from tripwright.engine.config import EngineConfig
 from tripwright.engine.engine import Engine
 from tripwright.engine.records import OutboxMessage
 from tripwright.engine.registry import FlowRegistry
@@ -176,10 +177,12 @@ class EventBus:
                 await self.transport.close()
 
     @contextlib.asynccontextmanager
-    async def running(self, engine: Engine, **worker_options: object) -> AsyncIterator[Worker]:
+    async def running(
+        self, engine: Engine, *, worker_id: str | None = None, config: EngineConfig | None = None
+    ) -> AsyncIterator[Worker]:
         """Run a worker of ``engine`` and this bus's relay until the block exits."""
         stop = asyncio.Event()
-        worker = engine.worker(**worker_options)  # type: ignore[arg-type]
+        worker = engine.worker(worker_id=worker_id, config=config)
         self.attach(worker)
         tasks = [
             asyncio.create_task(worker.run(stop), name="events worker"),

@@ -307,7 +307,7 @@ class ConsumerGroup:
                 raise EnvelopeError("the queued event holds no envelope object")
             envelope = CloudEvent.from_dict(raw)
         except (EnvelopeError, ContextNotSerializableError) as exc:
-            self._dead(ctx, record, topic, "malformed", str(exc), raw=json.dumps(raw))
+            self._dead(ctx, record, topic, "malformed", str(exc), raw=codec.dumps(raw))
             return _WAIT
         found = self._by_type.get(envelope.type)
         if found is None:
