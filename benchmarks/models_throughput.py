@@ -4,10 +4,14 @@ One command (from the repository root)::
 
     python benchmarks/models_throughput.py [--json FILE] [--runs 3000]
 
-Measures a 5-step saga (each step an action with a compensation, no failures) and the
-engine's plain 5-step flow on SQLite and PostgreSQL at concurrency 64, one in-process
-worker each. ``--json`` writes ``{"rows": [{system, model, store, concurrency,
-steps_per_s}, ...]}``. The event-driven model is not built yet, so it has no row.
+Measures a 5-step saga (each step an action with a compensation, no failures), the
+event-driven model and the engine's plain 5-step flow on SQLite and PostgreSQL at
+concurrency 64, one in-process worker each. The events row is end to end: ``runs * 5``
+events of ``runs`` subjects (5 each), committed to the outbox beforehand, then relayed
+into one consumer group's inboxes and handled (one checkpoint per event, the handler
+updating its per-subject state), timed until the last is handled and the worker stopped.
+``--json`` writes ``{"rows": [{system, model, store, concurrency, steps_per_s |
+events_per_s}, ...]}``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.engine_throughput import PG_DB, _ensure_pg_db, tripwright_rate
+from tripwright.bus import Event
 from tripwright.engine import Engine, EngineConfig, FlowRegistry, RunStatus
 from tripwright.engine.store import create_store, upgrade
 from tripwright.flows import Saga, SagaContext
+from tripwright.flows.events import ConsumerGroup, EventBus, HandlerContext
 
 STEPS = 5
 
@@ -69,29 +75,73 @@ async def saga_rate(url: str, concurrency: int, runs: int) -> float:
     return runs * STEPS / seconds
 
 
+class Stepped(Event):
+    type_name = "bench.stepped"
+    n: int
+
+
+async def events_rate(url: str, concurrency: int, runs: int) -> float:
+    """Events/s, outbox to handled, of one worker and its relay: ``runs`` subjects."""
+    total = runs * STEPS
+    done = asyncio.Event()
+    handled = 0
+    group = ConsumerGroup("bench")
+
+    @group.handler(Stepped)
+    async def count(event: Stepped, ctx: HandlerContext) -> None:
+        nonlocal handled
+        ctx.state["n"] = event.n
+        handled += 1
+        if handled >= total:
+            done.set()
+
+    store = create_store(url)
+    await store.open()
+    try:
+        bus = EventBus(store, [group])
+        config = EngineConfig(
+            max_concurrency=concurrency, claim_batch=concurrency, poll_interval=0.01
+        )
+        engine = Engine(store, bus.registry, config=config)
+        events = [(Stepped(n=n), f"S{s}") for n in range(STEPS) for s in range(runs)]
+        for start in range(0, total, 1000):
+            chunk = events[start : start + 1000]
+            await bus.publish_many([e for e, _ in chunk], subjects=[s for _, s in chunk])
+        began = time.perf_counter()
+        async with bus.running(engine, config=config):
+            await done.wait()
+        seconds = time.perf_counter() - began
+        mailboxes = sum((await store.count_runs(flow=group.to_flow().name)).values())
+        if mailboxes != runs or await store.outbox_count(published=False):
+            raise RuntimeError(f"not every event was handled: {mailboxes} mailboxes")
+    finally:
+        await store.close()
+    return total / seconds
+
+
 async def measure(runs: int) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     work = Path(tempfile.mkdtemp(prefix="tripwright-models-"))
     for store in ("sqlite", "postgres"):
-        for model in ("engine", "saga"):
+        for model in ("engine", "saga", "events"):
             if store == "sqlite":
                 url = f"sqlite:///{work / f'{model}.db'}"
                 await asyncio.to_thread(upgrade, url)
             else:
                 url = await _ensure_pg_db(PG_DB)
+            row: dict[str, object] = {
+                "system": "tripwright",
+                "model": model,
+                "store": store,
+                "concurrency": 64,
+            }
             if model == "engine":
-                _, steps = await tripwright_rate(url, 64, runs)
+                row["steps_per_s"] = (await tripwright_rate(url, 64, runs))[1]
+            elif model == "saga":
+                row["steps_per_s"] = await saga_rate(url, 64, runs)
             else:
-                steps = await saga_rate(url, 64, runs)
-            rows.append(
-                {
-                    "system": "tripwright",
-                    "model": model,
-                    "store": store,
-                    "concurrency": 64,
-                    "steps_per_s": steps,
-                }
-            )
+                row["events_per_s"] = await events_rate(url, 64, runs)
+            rows.append(row)
     return rows
 
 
@@ -101,17 +151,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3000)
     args = parser.parse_args()
     rows = asyncio.run(measure(args.runs))
-    table = Table(title="Models at concurrency 64 (5 steps a run)")
-    for column in ("model", "store", "steps/s", "vs engine"):
+    table = Table(title="Models at concurrency 64 (5 steps a run, 5 events a subject)")
+    for column in ("model", "store", "rate", "vs engine steps/s"):
         table.add_column(column)
     engine = {r["store"]: float(r["steps_per_s"]) for r in rows if r["model"] == "engine"}  # type: ignore[arg-type]
     for row in rows:
-        steps = float(row["steps_per_s"])  # type: ignore[arg-type]
+        unit = "events_per_s" if "events_per_s" in row else "steps_per_s"
+        rate = float(row[unit])  # type: ignore[arg-type]
         table.add_row(
             str(row["model"]),
             str(row["store"]),
-            f"{steps:,.0f}",
-            f"{steps / engine[str(row['store'])]:.2f}x",
+            f"{rate:,.0f} {unit.split('_')[0]}/s",
+            f"{rate / engine[str(row['store'])]:.2f}x",
         )
     Console().print(table)
     if args.json:

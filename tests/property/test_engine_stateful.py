@@ -26,19 +26,17 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import itertools
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TypeVar
 
 import pytest
-from hypothesis import HealthCheck, event, settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
@@ -46,8 +44,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.conftest import _truncate
 from tests.helpers import assert_eventually, assert_gapless, drive
+from tests.property.machines import (
+    STATEFUL,
+    Crash,
+    StoreMachine,
+    bury_the_dead,
+    on_backend,
+)
 from tripwright.engine import (
     Checkpoint,
     Engine,
@@ -61,7 +65,6 @@ from tripwright.engine import (
     VirtualClock,
     Worker,
 )
-from tripwright.engine.store import Store, create_store, upgrade
 
 T = TypeVar("T")
 
@@ -85,18 +88,7 @@ RETRY = RetryPolicy(
 MIN_RUNS = 2
 MAX_RUNS = 6
 SETTLE_ROUNDS = 100
-#: Real seconds to wait for a crashed worker's in-flight store calls to end.
-DEAD_IO_TIMEOUT = 5.0
-BASE_SETTINGS = settings(
-    max_examples=40,
-    stateful_step_count=STEP_COUNT,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
-
-
-class Crash(BaseException):
-    """Stands for the worker process dying mid-step."""
+BASE_SETTINGS = settings(STATEFUL, max_examples=40, stateful_step_count=STEP_COUNT)
 
 
 class FaultKind(enum.Enum):
@@ -117,34 +109,11 @@ class Fault:
     step: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Backend:
-    """How each example gets an empty, migrated store."""
-
-    #: A migrated store URL for one example (SQLite: a new file).
-    fresh_url: Callable[[], str]
-    #: Empties the store before an example (PostgreSQL: truncates the tables).
-    reset: Callable[[str], Awaitable[None]] | None = None
-
-
-class EngineMachine(RuleBasedStateMachine):
+class EngineMachine(StoreMachine):
     """Runs of a three-step flow under armed faults, crashes, workers and clock jumps."""
-
-    backend: ClassVar[Backend]
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.loop.set_exception_handler(_ignore_crash_leftovers)
-        try:
-            url = self.backend.fresh_url()
-            if self.backend.reset is not None:
-                self._run(self.backend.reset(url))
-            self.store: Store = create_store(url)
-            self._run(self.store.open())
-        except BaseException:
-            self.loop.close()
-            raise
         self.clock = VirtualClock()
         self.engine = Engine(
             self.store, FlowRegistry([self._flow()]), clock=self.clock, config=CONFIG
@@ -161,9 +130,6 @@ class EngineMachine(RuleBasedStateMachine):
         self.booked: Counter[tuple[str, str]] = Counter()
 
     # -- plumbing ---------------------------------------------------------------------
-    def _run(self, awaitable: Awaitable[T]) -> T:
-        return self.loop.run_until_complete(awaitable)
-
     def _flow(self) -> Flow:
         flow = Flow("booking", version="1")
         for name in STEPS:
@@ -238,7 +204,7 @@ class EngineMachine(RuleBasedStateMachine):
             event("worker crashed")
             # The worker aborted itself (Worker.abort): its steps in flight are cancelled,
             # as a dead process runs no more code. Let their cancellation settle.
-            self._run(_bury_the_dead())
+            self._run(bury_the_dead())
             self.worker = self._new_worker()
 
     @rule()
@@ -278,7 +244,7 @@ class EngineMachine(RuleBasedStateMachine):
         except Crash:
             thief_crashed = True
         if thief_crashed:
-            await _bury_the_dead()
+            await bury_the_dead()
             self.worker = self._new_worker()
         if stalled.stats.leases_lost:
             event("a stale checkpoint was fenced out")
@@ -370,63 +336,6 @@ class EngineMachine(RuleBasedStateMachine):
                 ]
                 assert started == [key]
 
-    def _close(self) -> None:
-        loop = self.loop
-        try:
-            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(self.store.close())
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(loop.shutdown_default_executor())
-        finally:
-            loop.close()
-
-
-async def _bury_the_dead() -> None:
-    """Let a dead worker's last I/O end: a commit it had sent lands now or never.
-
-    Between rules nothing else is in flight, so every other task belongs to the dead
-    worker. Without this, a checkpoint statement still executing on PostgreSQL could land
-    between two reads of an invariant.
-    """
-    leftovers = asyncio.all_tasks() - {asyncio.current_task()}
-    if leftovers:
-        await asyncio.wait(leftovers, timeout=DEAD_IO_TIMEOUT)
-
-
-def _ignore_crash_leftovers(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """Drop the unretrieved errors a simulated crash leaves behind; report anything else."""
-    error = context.get("exception")
-    aborted_commit = (
-        isinstance(error, RuntimeError)
-        and bool(error.args)
-        and isinstance(error.args[0], asyncio.CancelledError)
-    )
-    if not isinstance(error, Crash) and not aborted_commit:
-        loop.default_exception_handler(context)
-
-
-def _machine(backend: Backend) -> type[EngineMachine]:
-    class Machine(EngineMachine):
-        pass
-
-    Machine.backend = backend
-    return Machine
-
-
-def _sqlite_files(directory: Path) -> Callable[[], str]:
-    numbers = itertools.count()
-
-    def fresh_url() -> str:
-        url = f"sqlite:///{directory / f'example-{next(numbers)}.db'}"
-        upgrade(url)
-        return url
-
-    return fresh_url
-
 
 @pytest.mark.parametrize(
     ("kind", "examples"),
@@ -437,14 +346,8 @@ def test_runs_survive_faults_crashes_and_clock_jumps(
 ) -> None:
     """Under random faults, crashes and clock jumps, journals stay gapless, each step
     keeps one idempotency key and every run settles with each effect applied once."""
-    if kind == "sqlite":
-        backend = Backend(fresh_url=_sqlite_files(tmp_path))
-    else:
-        url = str(request.getfixturevalue("pg_url"))
-        backend = Backend(fresh_url=lambda: url, reset=_truncate)
-    run_state_machine_as_test(
-        _machine(backend), settings=settings(BASE_SETTINGS, max_examples=examples)
-    )
+    machine = on_backend(EngineMachine, kind, tmp_path, request)
+    run_state_machine_as_test(machine, settings=settings(BASE_SETTINGS, max_examples=examples))
 
 
 # -- regressions: engine bugs the machine found ---------------------------------------------

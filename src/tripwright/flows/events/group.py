@@ -45,8 +45,8 @@ from tripwright.errors import (
 
 __all__ = ["ConsumerGroup", "HandlerContext", "HandlerSpec", "mailbox_id"]
 
-E = TypeVar("E", bound=Event)
 HandlerFn = Callable[[Any, "HandlerContext"], Awaitable[None]]
+HF = TypeVar("HF", bound=HandlerFn)
 
 HANDLE = "handle"
 _WAIT = WaitEvent(then=HANDLE)
@@ -198,13 +198,13 @@ class ConsumerGroup:
     # -- definition -----------------------------------------------------------------------
     def handler(
         self,
-        *consumes: type[E],
+        *consumes: type[Event],
         publishes: Sequence[type[Event]] = (),
         name: str | None = None,
-    ) -> Callable[[Callable[[E, HandlerContext], Awaitable[None]]], Callable[..., Any]]:
-        """Register an async handler of the event types ``consumes``."""
+    ) -> Callable[[HF], HF]:
+        """Register an async handler ``fn(event, ctx)`` of the event types ``consumes``."""
 
-        def register(fn: Callable[[E, HandlerContext], Awaitable[None]]) -> Callable[..., Any]:
+        def register(fn: HF) -> HF:
             self.add_handler(
                 name or str(getattr(fn, "__name__", "")), fn, consumes, publishes=publishes
             )
