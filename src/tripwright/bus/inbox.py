@@ -49,12 +49,14 @@ class InboxAcceptor:
         *,
         clock: Clock | None = None,
         retry_delay: float = 1.0,
+        on_accepted: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.group = group
         self._route = route
         self._clock = clock or RealClock()
         self._retry_delay = retry_delay
+        self._on_accepted = on_accepted
         self.accepted = 0
         self.duplicates = 0
 
@@ -79,6 +81,8 @@ class InboxAcceptor:
                 return out
             self.accepted += sum(fresh)
             self.duplicates += len(fresh) - sum(fresh)
+            if any(fresh) and self._on_accepted is not None:
+                self._on_accepted(sum(fresh))
         return out
 
     async def _poison(self, delivery: Delivery, reason: str) -> Disposition:
