@@ -134,7 +134,14 @@ def worker(
                     store, choreography, transport=create_transport(broker), owner=node.id
                 )
                 bus.attach(node)
-                await asyncio.gather(node.run(stop), bus.run(stop))
+
+                async def relay() -> None:
+                    try:
+                        await bus.run(stop)
+                    finally:
+                        stop.set()  # a bus that cannot run stops the worker too
+
+                await asyncio.gather(node.run(stop), relay())
         finally:
             await store.close()
 

@@ -187,7 +187,6 @@ class TransportRelay(OutboxRelay):
                     type=row.type,
                     subject=row.subject,
                     raw=codec.dumps(outbox_envelope_dict(row)),
-                    run_id=row.run_id or None,
                     first_seen_at=row.created_at,
                 ),
                 self._clock.now(),
