@@ -518,6 +518,7 @@ class StepContext:
                 dedupe_key,
             )
         )
+
     def dead_letter(self, letter: DeadLetter) -> None:
         """Write ``letter`` to the dead-letter store with this step's checkpoint (models
         that consume events use it: the event is given up on in the same transaction)."""
