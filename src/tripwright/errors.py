@@ -8,6 +8,7 @@ resemble, so ``except LookupError`` keeps working::
     ├── DefinitionError (ValueError)            a malformed flow definition
     │   └── StatechartError                     a malformed statechart (element id, line)
     ├── UnknownFlowError (LookupError)          no flow registered under that name/version
+    ├── UnknownEventError (ValueError)          no transition of a statechart can take that event
     ├── RunNotFoundError (LookupError)          no run with that id
     ├── ContextNotSerializableError (TypeError) run context or payload is not JSON
     ├── InvalidRunStateError (RuntimeError)     operation not allowed in the run's status
@@ -53,6 +54,7 @@ __all__ = [
     "TransportClosedError",
     "TransportError",
     "TripwrightError",
+    "UnknownEventError",
     "UnknownFlowError",
 ]
 
@@ -122,6 +124,24 @@ class StatechartError(DefinitionError):
 
     def context(self) -> dict[str, Any]:
         return {**super().context(), "element": self.element, "line": self.line}
+
+
+class UnknownEventError(TripwrightError, ValueError):
+    """An event sent to a statechart run that no transition of its chart can ever take."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        event: str,
+        run_id: str | None = None,
+        flow: str | None = None,
+    ) -> None:
+        super().__init__(message, run_id=run_id, flow=flow)
+        self.event = event
+
+    def context(self) -> dict[str, Any]:
+        return {**super().context(), "event": self.event}
 
 
 class UnknownFlowError(TripwrightError, LookupError):

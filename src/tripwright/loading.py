@@ -15,6 +15,7 @@ from tripwright.engine.registry import FlowRegistry
 from tripwright.errors import ConfigurationError
 from tripwright.flows.events import Choreography, ConsumerGroup
 from tripwright.flows.saga import Saga
+from tripwright.flows.statechart.durable import StatechartFlow
 from tripwright.flows.statechart.model import Statechart
 
 __all__ = [
@@ -103,15 +104,20 @@ def load_definitions(references: Iterable[str]) -> tuple[FlowRegistry, dict[str,
 
     An attribute may be a :class:`Flow`, a :class:`Saga`, a :class:`Statechart`, a
     :class:`FlowRegistry` or an iterable of those; a ``.yaml``/``.yml``/``.scxml`` path is a
-    statechart document; a :class:`Choreography` or a :class:`ConsumerGroup` too. Sagas and
-    consumer groups are compiled to engine flows for the registry.
+    statechart document; a :class:`Choreography` or a :class:`ConsumerGroup` too. Sagas,
+    statecharts and consumer groups are compiled to engine flows for the registry (a
+    :class:`StatechartFlow` is listed as its chart).
     """
     registry = FlowRegistry()
     definitions: dict[str, Definition] = {}
     for reference in references:
         for item in load_reference(reference):
             if isinstance(item, Statechart):
+                registry.register(StatechartFlow(item))
                 definitions[item.name] = item
+            elif isinstance(item, StatechartFlow):
+                registry.register(item)
+                definitions.setdefault(item.name, item.chart)
             elif isinstance(item, Saga):
                 registry.register(item.to_flow())
                 definitions[item.name] = item
