@@ -46,6 +46,7 @@ from tripwright.errors import (
     StoreClosedError,
     StoreError,
     TripwrightError,
+    UnknownEventError,
     UnknownFlowError,
 )
 
@@ -85,6 +86,7 @@ __all__ = [
     "StoreError",
     "TimerInfo",
     "TripwrightError",
+    "UnknownEventError",
     "UnknownFlowError",
     "VirtualClock",
     "WaitEvent",

@@ -201,6 +201,7 @@ def test_public_api_is_pinned() -> None:
             "StoreError",
             "TimerInfo",
             "TripwrightError",
+            "UnknownEventError",
             "UnknownFlowError",
             "VirtualClock",
             "WaitEvent",

@@ -23,8 +23,10 @@ from tripwright.flows.statechart.builder import (
     statechart,
 )
 from tripwright.flows.statechart.context import ActionContext, DataView
+from tripwright.flows.statechart.durable import StatechartFlow, send_event
 from tripwright.flows.statechart.events import Event, EventType, matches
 from tripwright.flows.statechart.interpreter import Interpreter
+from tripwright.flows.statechart.invokers import InvokeHost, Invoker, Invokers
 from tripwright.flows.statechart.memory import MachineRunner, SimulationResult, simulate
 from tripwright.flows.statechart.mermaid import to_mermaid
 from tripwright.flows.statechart.model import (
@@ -98,7 +100,10 @@ __all__ = [
     "Invoke",
     "InvokeCancel",
     "InvokeForward",
+    "InvokeHost",
     "InvokeRequest",
+    "Invoker",
+    "Invokers",
     "Log",
     "LogEntry",
     "MachineRunner",
@@ -117,6 +122,7 @@ __all__ = [
     "State",
     "StateKind",
     "Statechart",
+    "StatechartFlow",
     "TakenTransition",
     "Transition",
     "TransitionType",
@@ -131,6 +137,7 @@ __all__ = [
     "on",
     "parallel",
     "parse_delay",
+    "send_event",
     "simulate",
     "state",
     "statechart",
