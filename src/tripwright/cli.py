@@ -391,7 +391,6 @@ def flows_validate(
         raise typer.Exit(1)
 
 
-
 @flows_app.command("diagram")
 def flows_diagram(
     name: Annotated[str, typer.Argument(help="The definition to draw.")],
