@@ -3,6 +3,7 @@
 One command (from the repository root)::
 
     python benchmarks/statechart_throughput.py [--json FILE] [--instances 1000] [--cycles 30]
+        [--runs 1000] [--memory-only]
 
 Part (1), in memory: a booking lifecycle (8 states, 10 transitions, one guard) defined the
 same way in each library; ``--instances`` machines are started, then each goes round the
@@ -13,8 +14,14 @@ reuses one ``Event`` object per event name, as a host sending the same event wou
 Bytes per idle instance are measured with ``tracemalloc`` over the same number of freshly
 started machines.
 
+Part (2), durable (:mod:`benchmarks._statechart_durable`): ``--runs`` machines on SQLite
+and on PostgreSQL at concurrency 64, each taking the lifecycle one macrostep (one engine
+step, one checkpoint) per event, next to the engine's steps/s measured on the same store
+in the same run.
+
 ``--json`` writes ``{"rows": [{system, store, concurrency, transitions_per_s}, ...],
-"bytes_per_instance": {system: bytes}}``. Durable rows (``store`` sqlite/postgres) are
+"bytes_per_instance": {system: bytes}}``; durable rows also carry
+``engine_steps_per_s`` and ``vs_engine``. Durable rows (``store`` sqlite/postgres) are
 added by measurement functions in :data:`MEASUREMENTS`, one per system and store.
 """
 
@@ -36,6 +43,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._statechart_durable import durable_rows
 from tripwright.flows.statechart import (
     ActionContext,
     Event,
@@ -251,7 +259,9 @@ def measure_memory_rows(instances: int, cycles: int) -> list[Sample]:
 
 #: Measurements run by this script: each returns rows of the table. Durable ones (stores
 #: sqlite and postgres) are appended here by their own functions.
-MEASUREMENTS: list[Callable[[argparse.Namespace], list[dict[str, Any]]]] = []
+MEASUREMENTS: list[Callable[[argparse.Namespace], list[dict[str, Any]]]] = [
+    lambda args: [] if args.memory_only else durable_rows(booking_chart(), args.runs),
+]
 
 
 def main() -> None:
@@ -259,6 +269,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--cycles", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=1000, help="durable machines per store")
+    parser.add_argument("--memory-only", action="store_true", help="skip the durable rows")
     args = parser.parse_args()
     check_same_behaviour()
     samples = measure_memory_rows(args.instances, args.cycles)
@@ -275,7 +287,7 @@ def main() -> None:
         rows.extend(measurement(args))
     best_peer = max(s.transitions_per_s for s in samples if s.system != "tripwright")
     table = Table(title="Statechart transitions/s (booking lifecycle)")
-    for column in ("system", "store", "concurrency", "transitions/s", "vs best peer", "bytes"):
+    for column in ("system", "store", "concurrency", "transitions/s", "vs peer/engine", "bytes"):
         table.add_column(column)
     sizes = {s.system: s.bytes_per_instance for s in samples}
     for row in rows:
@@ -285,7 +297,9 @@ def main() -> None:
             str(row["store"]),
             str(row["concurrency"]),
             f"{rate:,.0f}",
-            f"{rate / best_peer:.2f}x" if row["store"] == "memory" else "",
+            f"{rate / best_peer:.2f}x"
+            if row["store"] == "memory"
+            else f"{row['vs_engine']:.2f}x engine ({row['engine_steps_per_s']:,.0f} steps/s)",
             f"{sizes[row['system']]:,.0f}" if row["store"] == "memory" else "",
         )
     Console().print(table)

@@ -336,8 +336,8 @@ def _start_data(value: Any, run_id: str) -> dict[str, Any] | None:
 def _journal(ctx: StepContext, step: Macrostep, stimulus: dict[str, Any], clock: float) -> None:
     """One ``transition`` entry per microstep (or one ``ignored`` entry)."""
     if step.ignored:
-        ctx.record(
-            JournalKind.TRANSITION,
+        _transition(
+            ctx,
             ignored=True,
             event=stimulus or _describe_event(step.event),
             source=list(step.configuration),
@@ -353,8 +353,8 @@ def _journal(ctx: StepContext, step: Macrostep, stimulus: dict[str, Any], clock:
             event = stimulus
         else:
             event = _describe_event(micro.event)
-        ctx.record(
-            JournalKind.TRANSITION,
+        _transition(
+            ctx,
             event=event,
             source=list(micro.source),
             target=list(micro.target),
@@ -366,6 +366,16 @@ def _journal(ctx: StepContext, step: Macrostep, stimulus: dict[str, Any], clock:
             actions=list(micro.actions),
             clock=clock,
         )
+
+
+def _transition(ctx: StepContext, **data: Any) -> None:
+    """Journal a transition entry with the macrostep's checkpoint.
+
+    Unlike ``ctx.record`` it does not encode the entry a second time to check it: it
+    holds only state ids, event names, numbers and messages, and a value the store still
+    refuses fails the run as it was before the macrostep.
+    """
+    ctx.effects.records.append((JournalKind.TRANSITION, data))
 
 
 def _guard(g: Any) -> dict[str, Any]:

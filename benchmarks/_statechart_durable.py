@@ -1,0 +1,88 @@
+"""Durable rows of ``statechart_throughput.py``: statechart runs on the engine's stores.
+
+Each run is the booking lifecycle of the in-memory part, on the engine: it starts (its
+initial transition), then takes ``quote hold pay ticket complete rebook quote cancel``,
+events sent to it before the worker starts, each one macrostep in one engine step and one
+checkpoint, and ends in the final state ``cancelled``: 9 transitions per run. One
+in-process worker at concurrency 64 runs them; the engine's plain 5-step flow is measured
+on the same store in the same run (``engine_throughput.tripwright_rate``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.engine_throughput import PG_DB, _ensure_pg_db, tripwright_rate
+from tripwright.engine import Engine, EngineConfig, FlowRegistry, RunStatus
+from tripwright.engine.store import create_store, upgrade
+from tripwright.flows.statechart import Statechart, StatechartFlow
+
+__all__ = ["LIFECYCLE", "durable_rows", "statechart_rate"]
+
+LIFECYCLE = ["quote", "hold", "pay", "ticket", "complete", "rebook", "quote", "cancel"]
+#: Transitions per run: the initial one and one per event.
+TRANSITIONS = 1 + len(LIFECYCLE)
+
+
+async def statechart_rate(url: str, chart: Statechart, concurrency: int, runs: int) -> float:
+    """Transitions/s of one worker taking ``runs`` machines through the lifecycle."""
+    flow = StatechartFlow(chart)
+    store = create_store(url)
+    await store.open()
+    try:
+        config = EngineConfig(
+            max_concurrency=concurrency, claim_batch=max(1, concurrency), poll_interval=0.01
+        )
+        engine = Engine(store, FlowRegistry([flow]), config=config)
+        created = []
+        for start in range(0, runs, 1000):
+            created += await engine.start_many(flow, [None] * min(1000, runs - start))
+        for run in created:
+            for name in LIFECYCLE:
+                await engine.send(run.id, name)
+        worker = engine.worker()
+        began = time.perf_counter()
+        await worker.run_until_idle()
+        seconds = time.perf_counter() - began
+        counts = await store.count_runs(flow=flow.name)
+        if counts.get(RunStatus.COMPLETED.value) != runs:
+            raise RuntimeError(f"not every machine completed: {counts}")
+    finally:
+        await store.close()
+    return runs * TRANSITIONS / seconds
+
+
+async def _measure(chart: Statechart, runs: int, concurrency: int) -> list[dict[str, Any]]:
+    work = Path(tempfile.mkdtemp(prefix="tripwright-statechart-bench-"))
+    rows: list[dict[str, Any]] = []
+    for store in ("sqlite", "postgres"):
+        if store == "sqlite":
+            urls = [f"sqlite:///{work / name}.db" for name in ("engine", "chart")]
+            for url in urls:
+                await asyncio.to_thread(upgrade, url)
+        else:
+            urls = [await _ensure_pg_db(PG_DB), ""]
+        _, steps = await tripwright_rate(urls[0], concurrency, runs)
+        if store == "postgres":
+            urls[1] = await _ensure_pg_db(PG_DB)  # emptied again
+        rate = await statechart_rate(urls[1], chart, concurrency, runs)
+        rows.append(
+            {
+                "system": "tripwright",
+                "store": store,
+                "concurrency": concurrency,
+                "transitions_per_s": rate,
+                "engine_steps_per_s": steps,
+                "vs_engine": rate / steps,
+            }
+        )
+    return rows
+
+
+def durable_rows(chart: Statechart, runs: int, concurrency: int = 64) -> list[dict[str, Any]]:
+    """The durable rows (sqlite, postgres) with the engine's step rate next to each."""
+    return asyncio.run(_measure(chart, runs, concurrency))
