@@ -256,7 +256,8 @@ class Interpreter:
         if found is chart:
             found = chart.candidates(*key)
         if found is None:
-            if self._invoked or event.invokeid is not None:
+            # eventless transitions may depend on _event: they are tried after any event
+            if self._invoked or event.invokeid is not None or chart.has_eventless:
                 return self._slow_send(event, None)
             return Macrostep(event, (), _NO_OUTPUTS, chart.config_ids(self._config), True)
         if found.__class__ is Plan and found.fast:
@@ -608,7 +609,12 @@ class Interpreter:
             self._state,
         )
 
-    def _take(self, groups: tuple[tuple[CTransition, ...], ...], event: Event | None) -> bool:
+    def _take(
+        self,
+        groups: tuple[tuple[CTransition, ...], ...],
+        event: Event | None,
+        eventless: bool = False,
+    ) -> bool:
         """Evaluate the candidates' conditions, then run the microstep; False if none."""
         chosen: list[CTransition] = []
         guards: list[GuardOutcome] = []
@@ -620,7 +626,7 @@ class Interpreter:
                         chosen.append(t)
                     break
         if not chosen:
-            if guards:
+            if guards and not eventless:
                 if self._rejected is None:
                     self._rejected = guards
                 else:
@@ -655,14 +661,14 @@ class Interpreter:
     def _select_and_take(self, name: str | None, event: Event | None) -> bool:
         if not self._optimise:
             groups = self.chart.select(self._config, name)
-            return groups is not None and self._take(groups, event)
+            return groups is not None and self._take(groups, event, name is None)
         found = self.chart.candidates(self._config, name)
         if found is None:
             return False
         if found.__class__ is Plan:
             self._microstep(found, event, ())
             return True
-        return self._take(found, event)
+        return self._take(found, event, name is None)
 
     def _stabilise(self) -> None:
         """Eventless transitions and the internal queue until stable, then invokes."""
