@@ -140,7 +140,11 @@ def transitions_factory() -> tuple[Callable[[int], Any], Callable[[Any, str], An
 
     # Its fastest mode: one machine shared by every model, no auto transitions.
     machine = Machine(
-        model=None, states=STATES, transitions=spec, initial="draft", auto_transitions=False
+        model=None,
+        states=[{"name": name, "final": name in FINAL} for name in STATES],
+        transitions=spec,
+        initial="draft",
+        auto_transitions=False,
     )
 
     def make(i: int) -> Any:
