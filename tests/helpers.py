@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tripwright.engine import Engine, JournalEntry, VirtualClock, Worker
+from tripwright.flows.events import EventBus
 
 
 async def assert_eventually(
@@ -51,6 +52,22 @@ async def settle(engine: Engine, worker: Worker, clock: VirtualClock, *, rounds:
             return
         await clock.advance_to(max(due, clock.now()))
     raise AssertionError("runs still due after settling")
+
+
+async def settle_events(
+    engine: Engine, bus: EventBus, worker: Worker, clock: VirtualClock, *, rounds: int = 100
+) -> None:
+    """Relay and handle until nothing is unpublished, due or retrying."""
+    store = engine.store
+    for _ in range(rounds):
+        moved = await bus.relay_once()
+        await drive(worker, clock)
+        due = await store.next_due_at(engine.registry.keys(), include_leased=True)
+        if not moved and due is None and not await store.outbox_count(published=False):
+            return
+        if due is not None and due > clock.now():
+            await clock.advance_to(due)
+    raise AssertionError("events still moving after settling")
 
 
 def run_python(

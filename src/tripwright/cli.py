@@ -24,6 +24,7 @@ from tripwright.engine import Engine, EngineConfig, FlowRegistry, RunRecord, Run
 from tripwright.engine.store import create_store, upgrade
 from tripwright.errors import TripwrightError
 from tripwright.flows.events import Choreography, Finding
+from tripwright.flows.hybrid import Hybrid
 from tripwright.flows.saga import Problem, Saga
 from tripwright.flows.statechart.model import Statechart
 
@@ -350,6 +351,13 @@ def flows_list(flows: FlowsOption) -> None:
                 f"{g.name}.{h.name}" for g in definition.groups for h in g.handlers
             )
             table.add_row(name, "events", definition.version, handlers)
+        elif isinstance(definition, Hybrid):
+            parts = [
+                *definition.chart.state_ids,
+                *(f"saga {s.name}" for s in definition.sagas),
+                *(f"group {g.name}" for g in definition.groups),
+            ]
+            table.add_row(name, "hybrid", definition.version, ", ".join(parts))
         else:
             table.add_row(
                 name, "engine", definition.version, ", ".join(s.name for s in definition.steps)
@@ -371,7 +379,7 @@ def flows_validate(
         if name is not None and key != name:
             continue
         problems: list[Problem | Finding] = []
-        if isinstance(definition, Saga | Choreography):
+        if isinstance(definition, Saga | Choreography | Hybrid):
             problems.extend(definition.validate())
         elif isinstance(definition, Statechart):
             from tripwright.flows.statechart.validate import validate
@@ -410,7 +418,7 @@ def flows_diagram(
         return
     print(
         definition.to_mermaid()
-        if isinstance(definition, Saga | Choreography)
+        if isinstance(definition, Saga | Choreography | Hybrid)
         else flow_mermaid(definition),
         end="",
     )

@@ -14,6 +14,7 @@ from tripwright.engine.flow import Flow
 from tripwright.engine.registry import FlowRegistry
 from tripwright.errors import ConfigurationError
 from tripwright.flows.events import Choreography, ConsumerGroup
+from tripwright.flows.hybrid import Hybrid
 from tripwright.flows.saga import Saga
 from tripwright.flows.statechart.durable import StatechartFlow
 from tripwright.flows.statechart.model import Statechart
@@ -31,7 +32,7 @@ __all__ = [
 
 #: What a reference may name: an engine flow or a model definition.
 #: (A lone consumer group is loaded as a choreography of its own.)
-Definition = Flow | Saga | Statechart | Choreography
+Definition = Flow | Saga | Statechart | Choreography | Hybrid
 
 #: File suffixes read as statechart documents.
 CHART_SUFFIXES = (".yaml", ".yml", ".scxml")
@@ -83,12 +84,12 @@ def load_reference(reference: str) -> list[object]:
     if is_chart_file(reference):
         return [load_chart_file(reference)]
     value = _resolve(reference)
-    if isinstance(value, Flow | Saga | Statechart | Choreography | ConsumerGroup):
+    if isinstance(value, Flow | Saga | Statechart | Choreography | ConsumerGroup | Hybrid):
         return [value]
     if not isinstance(value, Iterable):
         raise ConfigurationError(
             f"{reference!r} is a {type(value).__name__}, not a Flow, a Saga, a Statechart, "
-            "a Choreography, a ConsumerGroup or a list"
+            "a Choreography, a ConsumerGroup, a Hybrid or a list"
         )
     return list(value)
 
@@ -104,9 +105,10 @@ def load_definitions(references: Iterable[str]) -> tuple[FlowRegistry, dict[str,
 
     An attribute may be a :class:`Flow`, a :class:`Saga`, a :class:`Statechart`, a
     :class:`FlowRegistry` or an iterable of those; a ``.yaml``/``.yml``/``.scxml`` path is a
-    statechart document; a :class:`Choreography` or a :class:`ConsumerGroup` too. Sagas,
-    statecharts and consumer groups are compiled to engine flows for the registry (a
-    :class:`StatechartFlow` is listed as its chart).
+    statechart document; a :class:`Choreography`, a :class:`ConsumerGroup` or a
+    :class:`Hybrid` too. Sagas, statecharts and consumer groups are compiled to engine
+    flows for the registry (a :class:`StatechartFlow` is listed as its chart; a hybrid's
+    parts are listed as the hybrid).
     """
     registry = FlowRegistry()
     definitions: dict[str, Definition] = {}
@@ -118,6 +120,9 @@ def load_definitions(references: Iterable[str]) -> tuple[FlowRegistry, dict[str,
             elif isinstance(item, StatechartFlow):
                 registry.register(item)
                 definitions.setdefault(item.name, item.chart)
+            elif isinstance(item, Hybrid):
+                item.register(registry)
+                definitions[item.name] = item
             elif isinstance(item, Saga):
                 registry.register(item.to_flow())
                 definitions[item.name] = item
@@ -134,18 +139,18 @@ def load_definitions(references: Iterable[str]) -> tuple[FlowRegistry, dict[str,
             else:
                 raise ConfigurationError(
                     f"{reference!r} holds a {type(item).__name__}, not a Flow, a Saga, a "
-                    "Statechart, a Choreography or a ConsumerGroup"
+                    "Statechart, a Choreography, a ConsumerGroup or a Hybrid"
                 )
     return registry, definitions
 
 
 def choreography_of(definitions: dict[str, Definition]) -> Choreography | None:
-    """One choreography of every consumer group among ``definitions`` (what a worker's
-    event bus serves), or None if there is none."""
+    """One choreography of every consumer group among ``definitions`` (a hybrid's
+    included: what a worker's event bus serves), or None if there is none."""
     groups = [
         group
         for definition in definitions.values()
-        if isinstance(definition, Choreography)
+        if isinstance(definition, Choreography | Hybrid)
         for group in definition.groups
     ]
     if not groups:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import FAST
-from tests.helpers import drive
+from tests.helpers import settle_events
 from tripwright.bus import Event, schema_uri
 from tripwright.engine import Engine, RetryPolicy, VirtualClock
 from tripwright.engine.records import InboxDelivery, OutboxMessage
@@ -80,15 +80,7 @@ class Harness:
 
     async def settle(self, rounds: int = 100) -> None:
         """Relay and handle until nothing is unpublished, due or retrying."""
-        for _ in range(rounds):
-            moved = await self.bus.relay_once()
-            await drive(self.worker, self.clock)
-            due = await self.store.next_due_at(self.engine.registry.keys(), include_leased=True)
-            if not moved and due is None and not await self.store.outbox_count(published=False):
-                return
-            if due is not None and due > self.clock.now():
-                await self.clock.advance_to(due)
-        raise AssertionError("events still moving after settling")
+        await settle_events(self.engine, self.bus, self.worker, self.clock, rounds=rounds)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Flow models on the engine: the sequence (saga) model, statecharts, and the event-driven
-model (choreographies of consumer groups; typed events are ``tripwright.bus.Event``)."""
+"""Flow models on the engine: the sequence (saga) model, statecharts, the event-driven
+model (choreographies of consumer groups; typed events are ``tripwright.bus.Event``) and
+the hybrid of the three (``Hybrid``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tripwright.flows.events import (
     HandlerContext,
     HandlerSpec,
 )
+from tripwright.flows.hybrid import Hybrid
 from tripwright.flows.saga import (
     ALL,
     ANY,
@@ -122,6 +124,7 @@ __all__ = [
     "HandlerContext",
     "HandlerSpec",
     "HistoryType",
+    "Hybrid",
     "If",
     "Interpreter",
     "Invoke",

@@ -26,7 +26,7 @@ from tripwright.flows.statechart.context import ActionContext, DataView
 from tripwright.flows.statechart.durable import StatechartFlow, send_event
 from tripwright.flows.statechart.events import Event, EventType, matches
 from tripwright.flows.statechart.interpreter import Interpreter
-from tripwright.flows.statechart.invokers import InvokeHost, Invoker, Invokers
+from tripwright.flows.statechart.invokers import InvokeHost, Invoker, Invokers, Stale
 from tripwright.flows.statechart.memory import MachineRunner, SimulationResult, simulate
 from tripwright.flows.statechart.mermaid import to_mermaid
 from tripwright.flows.statechart.model import (
@@ -69,6 +69,7 @@ from tripwright.flows.statechart.outputs import (
     SendCancel,
     TakenTransition,
 )
+from tripwright.flows.statechart.processors import OutboxProcessor, Processor
 from tripwright.flows.statechart.scxml import load_scxml, to_scxml
 from tripwright.flows.statechart.snapshot import ChildSnapshot, PendingSend, Snapshot
 from tripwright.flows.statechart.validate import validate
@@ -109,16 +110,19 @@ __all__ = [
     "MachineRunner",
     "Macrostep",
     "Microstep",
+    "OutboxProcessor",
     "OutgoingEvent",
     "Output",
     "Param",
     "PendingSend",
+    "Processor",
     "Raise",
     "Script",
     "Send",
     "SendCancel",
     "SimulationResult",
     "Snapshot",
+    "Stale",
     "State",
     "StateKind",
     "Statechart",

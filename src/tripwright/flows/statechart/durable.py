@@ -47,7 +47,7 @@ from tripwright.engine.summary import Position
 from tripwright.errors import ConfigurationError, UnknownEventError
 from tripwright.flows.statechart.events import Event, matches
 from tripwright.flows.statechart.interpreter import Interpreter
-from tripwright.flows.statechart.invokers import InvokeHost, Invoker, Invokers
+from tripwright.flows.statechart.invokers import InvokeHost, Invoker, Invokers, Stale
 from tripwright.flows.statechart.model import Statechart
 from tripwright.flows.statechart.outputs import (
     DelayedSend,
@@ -60,6 +60,7 @@ from tripwright.flows.statechart.outputs import (
     OutgoingEvent,
     SendCancel,
 )
+from tripwright.flows.statechart.processors import OUTBOX, Processor
 
 __all__ = [
     "CONFIGURATION_KEY",
@@ -82,7 +83,9 @@ class StatechartFlow(Flow):
     """A statechart compiled onto the engine (one step; one checkpoint per macrostep).
 
     ``invokers`` serve invoke types other than child statecharts (see
-    :mod:`.invokers`). ``retry`` is the macrostep's retry policy: a macrostep is
+    :mod:`.invokers`); ``processors`` deliver sends to targets outside the machine, by
+    send type (see :mod:`.processors`; by default an outbox message on the target topic).
+    ``retry`` is the macrostep's retry policy: a macrostep is
     deterministic, so by default it is not retried (a failure fails the run as it was
     before the macrostep; ``tripwright runs retry`` runs it again).
     """
@@ -92,6 +95,7 @@ class StatechartFlow(Flow):
         chart: Statechart,
         *,
         invokers: Invokers | Mapping[str, Invoker] | None = None,
+        processors: Mapping[str, Processor] | None = None,
         retry: RetryPolicy | None = None,
         description: str = "",
     ) -> None:
@@ -103,6 +107,7 @@ class StatechartFlow(Flow):
         )
         self.chart = chart
         self.invokers = invokers if isinstance(invokers, Invokers) else Invokers(invokers)
+        self.processors = dict(processors or {})
         self._descriptors, self._open = _event_descriptors(chart)
         self._chart_digest = _digest(chart)
         self.add_step(MACROSTEP, self._macrostep, retry=retry or RetryPolicy(max_attempts=1))
@@ -156,6 +161,7 @@ class StatechartFlow(Flow):
         timers: set[str] = set()
         inbox: list[dict[str, Any]] = []
         services: dict[str, str] = {}
+        host = InvokeHost(ctx)
         if box is None:
             machine = Interpreter(self.chart, session_id=ctx.run_id, now=lambda: clock[0])
             step: Macrostep | None = machine.start(_start_data(ctx.input, ctx.run_id))
@@ -164,13 +170,16 @@ class StatechartFlow(Flow):
             timers = {p["sendid"] for p in machine.pending_sends}
             inbox = list(box.get("inbox", ()))
             services = dict(box.get("services", {}))
-            step = self._take(machine, ctx.event, inbox, clock, stimulus, timers)
+            step = self._take(machine, host, ctx.event, inbox, clock, stimulus, timers)
         if step is None:
-            # A timer whose send was cancelled or already fired: nothing to do.
+            # A timer whose send was cancelled or already fired, or a reply of an
+            # invocation that is over: nothing to do.
             ctx.record(
                 JournalKind.TRANSITION,
                 ignored=True,
-                reason="nothing to process (a cancelled or fired send's timer)",
+                reason=stimulus.pop(
+                    "reason", "nothing to process (a cancelled or fired send's timer)"
+                ),
                 event=stimulus,
                 source=list(machine.configuration),
                 target=list(machine.configuration),
@@ -178,7 +187,6 @@ class StatechartFlow(Flow):
             )
         else:
             _journal(ctx, step, stimulus, clock[0])
-            host = InvokeHost(ctx)
             self._effects(ctx, host, step, timers, services)
             inbox.extend(e.to_json() for e in host.take_deliveries())
         snapshot = machine.snapshot()
@@ -201,14 +209,15 @@ class StatechartFlow(Flow):
     def _take(
         self,
         machine: Interpreter,
+        host: InvokeHost,
         record: EventRecord | None,
         inbox: list[dict[str, Any]],
         clock: list[float],
         stimulus: dict[str, Any],
         timers: set[str],
     ) -> Macrostep | None:
-        """Process the next stimulus: a delivered engine event, else the host's queue,
-        else the session's own queue."""
+        """Process the next stimulus: a delivered engine event (an invoker's reply
+        translated by it), else the host's queue, else the session's own queue."""
         if record is not None:
             clock[0] = max(clock[0], record.visible_at)
             if record.kind == "timer":
@@ -216,8 +225,16 @@ class StatechartFlow(Flow):
                 stimulus.update(name=record.name, id=record.id, origin="timer", sendid=sendid)
                 timers.discard(sendid)  # its store row is consumed with this macrostep
                 return machine.fire(sendid)
-            stimulus.update(name=record.name, id=record.id, origin="external")
-            return machine.send(Event(record.name, record.payload, type="external"))
+            reply = self.invokers.reply(host, record)
+            if reply is None:
+                stimulus.update(name=record.name, id=record.id, origin="external")
+                return machine.send(Event(record.name, record.payload, type="external"))
+            stimulus.update(name=record.name, id=record.id, origin="invoke")
+            if isinstance(reply, Stale):
+                stimulus.update(reason=reply.reason)
+                return None
+            stimulus.update(name=reply.name, invokeid=reply.invokeid)
+            return machine.send(reply)
         if inbox:
             event = Event.from_json(inbox.pop(0))
             stimulus.update(name=event.name, origin="invoke", invokeid=event.invokeid)
@@ -254,12 +271,7 @@ class StatechartFlow(Flow):
                     ctx.cancel_timer(output.sendid)
                     timers.discard(output.sendid)
             elif isinstance(output, OutgoingEvent):
-                ctx.publish(
-                    output.target,
-                    output.event.name,
-                    output.event.data,
-                    subject=ctx.run_id,
-                )
+                self.processors.get(output.type or "", OUTBOX).send(host, output)
             elif isinstance(output, LogEntry):
                 ctx.note("log", label=output.label, value=_storable(output.value))
             elif isinstance(output, ErrorEntry):

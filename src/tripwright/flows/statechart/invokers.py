@@ -7,7 +7,10 @@ emits :class:`~.outputs.InvokeRequest`, :class:`~.outputs.InvokeCancel` and
 :class:`Invoker` registered for its type. An invoker acts through an :class:`InvokeHost`:
 whatever it does (outbox messages, timers, journal entries) commits with the macrostep
 that asked for it, and the events it delivers back (``done.invoke.<id>``, errors) are
-processed by the machine as their own macrosteps, in order::
+processed by the machine as their own macrosteps, in order. A service that answers
+later, in another checkpoint (a child run ending, say), names the engine events that
+carry its answers in :attr:`Invoker.replies`; :meth:`Invoker.reply` turns each into the
+machine's event, or into :class:`Stale` when the invocation it answers is over::
 
     class Quote(Invoker):
         def start(self, host, request):
@@ -22,13 +25,23 @@ An invoke of a type no invoker is registered for is answered with ``error.execut
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from tripwright.engine.flow import StepContext
+from tripwright.engine.records import EventRecord
 from tripwright.flows.statechart.events import Event
 from tripwright.flows.statechart.outputs import InvokeCancel, InvokeForward, InvokeRequest
 
-__all__ = ["InvokeHost", "Invoker", "Invokers"]
+__all__ = ["InvokeHost", "Invoker", "Invokers", "Stale"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """A reply the machine must not see (its invocation is over), and why; it is
+    journaled as an ignored event."""
+
+    reason: str
 
 
 class InvokeHost:
@@ -81,6 +94,9 @@ class Invoker:
     cancels and forwarded events.
     """
 
+    #: Names of the engine events that carry this invoker's replies to the machine.
+    replies: ClassVar[tuple[str, ...]] = ()
+
     def start(self, host: InvokeHost, request: InvokeRequest) -> None:
         """Start the service for ``request`` (reply later with ``done.invoke.<id>``)."""
         host.deliver(
@@ -95,23 +111,37 @@ class Invoker:
     def forward(self, host: InvokeHost, forward: InvokeForward) -> None:
         """Forward an event to the service (it was invoked with ``autoforward``)."""
 
+    def reply(self, host: InvokeHost, record: EventRecord) -> Event | Stale:
+        """The machine's event for an engine event named in :attr:`replies`."""
+        return Event(record.name, record.payload, type="external")
+
 
 class Invokers:
     """Invokers by invoke type; a type nobody registered gets :class:`Invoker`'s refusal."""
 
-    __slots__ = ("_by_type", "_refuse")
+    __slots__ = ("_by_reply", "_by_type", "_refuse")
 
     def __init__(self, by_type: Mapping[str, Invoker] | None = None) -> None:
-        self._by_type = dict(by_type or {})
+        self._by_type: dict[str, Invoker] = {}
+        self._by_reply: dict[str, Invoker] = {}
         self._refuse = Invoker()
+        for type, invoker in (by_type or {}).items():
+            self.register(type, invoker)
 
     def register(self, type: str, invoker: Invoker) -> None:
         """Serve invokes of ``type`` with ``invoker``."""
         self._by_type[type] = invoker
+        for name in invoker.replies:
+            self._by_reply[name] = invoker
 
     def get(self, type: str) -> Invoker:
         """The invoker for ``type`` (the refusing default if none is registered)."""
         return self._by_type.get(type, self._refuse)
+
+    def reply(self, host: InvokeHost, record: EventRecord) -> Event | Stale | None:
+        """An invoker's translation of ``record``; None if it is no invoker's reply."""
+        invoker = self._by_reply.get(record.name)
+        return None if invoker is None else invoker.reply(host, record)
 
     @property
     def types(self) -> tuple[str, ...]:
