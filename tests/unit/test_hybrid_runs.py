@@ -217,3 +217,21 @@ async def test_refused_invokes_and_sends_come_back_as_error_events(
     assert run.result["why"] == "no saga 'missing' to invoke (known: none)"
     assert run.result["bad"].startswith("data of trip.confirmed v1 is invalid: trip_id:")
     assert await store.outbox_count(published=False) == 0
+
+
+async def test_cancelling_the_machine_cancels_its_sagas(trip: Trip) -> None:
+    """Engine.cancel of a machine runs its clean-up: its running saga compensates, and the
+    machine ends as cancelled; run control showed the saga while it ran."""
+    run_id = await trip.book()
+    shown = await trip.engine.describe(run_id)
+    assert shown.position is not None
+    assert (shown.position.model, shown.position.details["sagas"]) == (
+        "hybrid",
+        {"book": {"run": "trip-1.book", "saga": "book_providers"}},
+    )
+    await trip.engine.cancel(run_id, "customer called")
+    await trip.settle()
+    machine, child = await trip.engine.get(run_id), await trip.engine.get("trip-1.book")
+    assert (machine.status, child.status) == (RunStatus.CANCELLED, RunStatus.CANCELLED)
+    assert trip.ledger.steps() == ["hold_flight", "hold_room", "undo:hold_room", "undo:hold_flight"]
+    assert (child.error or {}).get("message") == "machine cancelled: customer called"

@@ -12,10 +12,10 @@ consumer groups that react to the events it publishes.
     trip.register(engine)                 # the chart, the sagas and the groups' flows
     bus = trip.event_bus(store)           # relays the chart's events to the groups
 
-The chart runs as a :class:`~tripwright.flows.statechart.StatechartFlow` whose ``saga``
-invokes are served by :class:`~.invoker.SagaInvoker` and whose ``event`` sends by
-:class:`~.publishing.TypedEvents`. ``validate`` checks the parts and the wiring;
-``to_mermaid`` draws them together.
+The chart runs as a :class:`~.flow.HybridFlow`: a statechart flow whose ``saga``
+invokes are served by :class:`~.invoker.SagaInvoker`, whose ``event`` sends by
+:class:`~.publishing.TypedEvents`, and whose cancel cancels its sagas. ``validate``
+checks the parts and the wiring; ``to_mermaid`` draws them together.
 """
 
 from __future__ import annotations
@@ -30,11 +30,9 @@ from tripwright.engine.registry import FlowRegistry
 from tripwright.engine.store.base import Store
 from tripwright.errors import DefinitionError
 from tripwright.flows.events import Choreography, ConsumerGroup, EventBus
-from tripwright.flows.hybrid.invoker import SAGA, SagaInvoker
-from tripwright.flows.hybrid.publishing import EVENT, TypedEvents
+from tripwright.flows.hybrid.flow import HybridFlow
 from tripwright.flows.problems import Problem
 from tripwright.flows.saga import Saga
-from tripwright.flows.statechart.durable import StatechartFlow
 from tripwright.flows.statechart.model import Statechart
 
 __all__ = ["Hybrid"]
@@ -79,7 +77,7 @@ class Hybrid:
                 raise DefinitionError(
                     f"hybrid {self.name!r}: {kind!r} is not a typed Event with a type_name"
                 )
-        self._flow: StatechartFlow | None = None
+        self._flow: HybridFlow | None = None
 
     @property
     def version(self) -> str:
@@ -88,13 +86,13 @@ class Hybrid:
 
     # -- the parts on the engine ----------------------------------------------------------
     @property
-    def flow(self) -> StatechartFlow:
+    def flow(self) -> HybridFlow:
         """The machine's engine flow (built once)."""
         if self._flow is None:
-            self._flow = StatechartFlow(
+            self._flow = HybridFlow(
                 self.chart,
-                invokers={SAGA: SagaInvoker(self.sagas)},
-                processors={EVENT: TypedEvents(self.publishes)},
+                sagas=self.sagas,
+                publishes=self.publishes,
                 description=self.description,
             )
         return self._flow
