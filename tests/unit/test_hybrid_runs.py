@@ -15,7 +15,16 @@ from tripwright.bus import schema_uri
 from tripwright.engine import Engine, RunStatus, VirtualClock
 from tripwright.engine.store import Store
 from tripwright.flows.hybrid import Hybrid, publish
-from tripwright.flows.statechart import Assign, Invoke, final, on, send_event, state, statechart
+from tripwright.flows.statechart import (
+    Assign,
+    Invoke,
+    Send,
+    final,
+    on,
+    send_event,
+    state,
+    statechart,
+)
 from tripwright.flows.statechart.durable import configuration_of
 
 
@@ -235,3 +244,33 @@ async def test_cancelling_the_machine_cancels_its_sagas(trip: Trip) -> None:
     assert (machine.status, child.status) == (RunStatus.CANCELLED, RunStatus.CANCELLED)
     assert trip.ledger.steps() == ["hold_flight", "hold_room", "undo:hold_room", "undo:hold_flight"]
     assert (child.error or {}).get("message") == "machine cancelled: customer called"
+
+
+async def test_a_send_to_the_invoked_saga_queues_one_of_its_signals(trip: Trip) -> None:
+    """<send target="#_book"> of the saga's signal reaches its run; any other event is
+    refused with error.communication, and the saga carries on."""
+    chart = statechart(
+        "explicit",
+        state(
+            "booking",
+            Invoke(id="book", type="saga", src="book_providers", namelist=("trip_id",)),
+            on("approve", actions=Send(event="fare.approved", target="#_book")),
+            on("nudge", actions=Send(event="hurry.up", target="#_book")),
+            on("error.communication", actions=Assign("refused", expr="_event.data['message']")),
+            on("done.invoke.book", "booked"),
+        ),
+        final("booked", donedata={"refused": "refused"}),
+        data={"trip_id": "T-9", "refused": None},
+    )
+    Hybrid(chart, sagas=trip.hybrid.sagas).register(trip.engine)
+    await trip.engine.start("explicit", run_id="x")
+    await trip.settle()
+    for name in ("nudge", "approve"):
+        await send_event(trip.engine, "x", name)
+        await trip.settle()
+    run = await trip.engine.get("x")
+    assert (configuration_of(run), run.result["refused"]) == (
+        ["booked"],
+        "cannot send 'hurry.up' to '#_book': saga 'book_providers' waits for fare.approved, "
+        "not 'hurry.up'",
+    )

@@ -1,5 +1,6 @@
 """The machine's engine flow in a hybrid: a statechart flow whose ``saga`` invokes start
-child runs, whose ``event`` sends publish typed events, and whose cancel cancels its sagas.
+child runs, whose ``event`` sends publish typed events, whose sends to ``#_<invokeid>``
+signal a saga, and whose cancel cancels its sagas.
 
 ``Engine.cancel`` (``tripwright runs cancel RUN --flows ...``) of a machine does not exit
 its states: the machine's run goes on at its clean-up step, :data:`CANCEL`, which cancels
@@ -17,7 +18,7 @@ from tripwright.engine.flow import Cancelled, StepContext
 from tripwright.engine.records import RunRecord
 from tripwright.engine.retry import RetryPolicy
 from tripwright.engine.summary import Position
-from tripwright.flows.hybrid.invoker import INVOKED_KEY, SAGA, SagaInvoker
+from tripwright.flows.hybrid.invoker import INVOKED_KEY, SAGA, SagaInvoker, SagaSends
 from tripwright.flows.hybrid.publishing import EVENT, TypedEvents
 from tripwright.flows.saga import Saga
 from tripwright.flows.statechart.durable import StatechartFlow
@@ -44,7 +45,7 @@ class HybridFlow(StatechartFlow):
         super().__init__(
             chart,
             invokers={SAGA: self.sagas},
-            processors={EVENT: TypedEvents(publishes)},
+            processors={EVENT: TypedEvents(publishes), "": SagaSends(self.sagas)},
             description=description,
         )
         self.add_step(CANCEL, self._cancel, retry=RetryPolicy(max_attempts=3))

@@ -17,7 +17,8 @@ end notice then arrives for an invocation that is over and is journaled as ignor
 is the notice of an earlier invocation under an id that is active again. ``autoforward``
 (and :class:`~tripwright.flows.statechart.outputs.InvokeForward`) sends the events the
 saga waits for (its signals) to its run; a saga with no signals refuses to be invoked
-with ``autoforward``.
+with ``autoforward``. A ``send`` to ``#_<invokeid>`` (:class:`SagaSends`) queues one of
+the saga's signals for its run, and answers ``error.communication`` for anything else.
 """
 
 from __future__ import annotations
@@ -33,9 +34,23 @@ from tripwright.flows._saga_elements import WaitFor
 from tripwright.flows.saga import Saga
 from tripwright.flows.statechart.events import Event
 from tripwright.flows.statechart.invokers import InvokeHost, Invoker, Stale
-from tripwright.flows.statechart.outputs import InvokeCancel, InvokeForward, InvokeRequest
+from tripwright.flows.statechart.outputs import (
+    InvokeCancel,
+    InvokeForward,
+    InvokeRequest,
+    OutgoingEvent,
+)
+from tripwright.flows.statechart.processors import OUTBOX, Processor
 
-__all__ = ["ENDED", "INVOKED_KEY", "SAGA", "SagaInvoker", "child_run_id", "signals"]
+__all__ = [
+    "ENDED",
+    "INVOKED_KEY",
+    "SAGA",
+    "SagaInvoker",
+    "SagaSends",
+    "child_run_id",
+    "signals",
+]
 
 #: The invoke type served by :class:`SagaInvoker`.
 SAGA = "saga"
@@ -119,15 +134,24 @@ class SagaInvoker(Invoker):
         ctx.note("saga cancelled", invokeid=cancel.invokeid, saga=entry["saga"], run=entry["run"])
 
     def forward(self, host: InvokeHost, forward: InvokeForward) -> None:
+        self.signal(host, forward.invokeid, forward.event)  # events it waits for only
+
+    def signal(self, host: InvokeHost, invokeid: str, event: Event) -> str | None:
+        """Queue ``event`` for the saga running as ``invokeid`` if it is one of its
+        signals; otherwise (or with no such saga running) return why not."""
         ctx = host.step_context
-        entry = _invoked(ctx)["runs"].get(forward.invokeid)
+        entry = _invoked(ctx)["runs"].get(invokeid)
         saga = self.sagas.get(entry["saga"]) if entry is not None else None
-        if entry is None or saga is None or forward.event.name not in signals(saga):
-            return  # the saga waits for no such event
-        key = f"{ctx.idempotency_key}/fwd/{forward.invokeid}"
+        if entry is None or saga is None:
+            return f"no saga is running as {invokeid!r}"
+        if event.name not in signals(saga):
+            waits = ", ".join(signals(saga)) or "nothing"
+            return f"saga {saga.name!r} waits for {waits}, not {event.name!r}"
+        key = f"{ctx.idempotency_key}/signal/{len(ctx.effects.messages)}"
         if len(key) > codec.MAX_NAME:
-            key = "fwd:" + hashlib.sha256(key.encode()).hexdigest()
-        ctx.send_run(entry["run"], forward.event.name, forward.event.data, dedupe_key=key)
+            key = "signal:" + hashlib.sha256(key.encode()).hexdigest()
+        ctx.send_run(entry["run"], event.name, event.data, dedupe_key=key)
+        return None
 
     def reply(self, host: InvokeHost, record: EventRecord) -> Event | Stale:
         payload: dict[str, Any] = record.payload if isinstance(record.payload, dict) else {}
@@ -160,6 +184,25 @@ class SagaInvoker(Invoker):
             {"message": message, "type": request.type, "src": request.src},
             invokeid=request.invokeid,
         )
+
+
+class SagaSends(Processor):
+    """Sends to ``#_<invokeid>`` of a running saga queue one of its signals for its run
+    (anything else answers ``error.communication``); other targets go to the outbox."""
+
+    def __init__(self, invoker: SagaInvoker) -> None:
+        self.invoker = invoker
+
+    def send(self, host: InvokeHost, output: OutgoingEvent) -> None:
+        if not output.target.startswith("#_"):
+            OUTBOX.send(host, output)
+            return
+        refused = self.invoker.signal(host, output.target[2:], output.event)
+        if refused is not None:
+            host.deliver(
+                "error.communication",
+                {"message": f"cannot send {output.event.name!r} to {output.target!r}: {refused}"},
+            )
 
 
 def _failure_data(entry: dict[str, Any], status: str, error: Any) -> dict[str, Any]:
