@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 
 from tests.helpers import run_python
-from tripwright.flows.hybrid import EVENT, SAGA
-from tripwright.flows.statechart import Send, load_scxml
+from tripwright.bus import Event
+from tripwright.flows import ConsumerGroup, HandlerContext, Saga, SagaContext
+from tripwright.flows.hybrid import EVENT, SAGA, Hybrid
+from tripwright.flows.statechart import Send, load_scxml, load_yaml
 
 PAGE = (Path(__file__).resolve().parents[2] / "docs" / "hybrid.md").read_text()
 
@@ -43,3 +45,32 @@ def test_the_scxml_snippets_are_a_saga_invoke_and_an_event_send() -> None:
     )
     assert isinstance(action, Send)
     assert (action.type, action.event, action.target) == (EVENT, "trip.confirmed", "trip")
+
+
+class TripConfirmed(Event):
+    type_name = "trip.confirmed"
+    trip_id: str
+    flight: str
+    hotel: str
+
+
+def test_the_yaml_lifecycle_is_a_sound_hybrid() -> None:
+    """Wired to a saga with the page's steps and a notifier, the YAML chart validates."""
+    [text] = re.findall(r"```yaml\n(.*?)```", PAGE, re.S)
+
+    async def step(ctx: SagaContext) -> None:
+        return None
+
+    providers = Saga("book_providers")
+    providers.step("flight", step, compensate=step)
+    providers.wait("fare_ok", "fare.approved")
+    notifier = ConsumerGroup("notifier")
+
+    @notifier.handler(TripConfirmed)
+    async def email(event: TripConfirmed, ctx: HandlerContext) -> None:
+        return None
+
+    hybrid = Hybrid(
+        load_yaml(text), sagas=[providers], groups=[notifier], publishes=[TripConfirmed]
+    )
+    assert hybrid.validate() == []

@@ -84,10 +84,10 @@ class StatechartFlow(Flow):
 
     ``invokers`` serve invoke types other than child statecharts (see
     :mod:`.invokers`); ``processors`` deliver sends to targets outside the machine, by
-    send type (see :mod:`.processors`; by default an outbox message on the target topic).
-    ``retry`` is the macrostep's retry policy: a macrostep is
-    deterministic, so by default it is not retried (a failure fails the run as it was
-    before the macrostep; ``tripwright runs retry`` runs it again).
+    send type (see :mod:`.processors`; by default an outbox message on the target
+    topic). ``retry`` is the macrostep's retry policy: a macrostep is deterministic, so
+    by default it is not retried (a failure fails the run as it was before the
+    macrostep; ``tripwright runs retry`` runs it again).
     """
 
     def __init__(
