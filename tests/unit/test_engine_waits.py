@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from tripwright.engine import (
     VirtualClock,
     WaitEvent,
 )
+from tripwright.engine.records import EventRecord
 from tripwright.errors import InvalidRunStateError
 
 MakeEngine = Callable[..., Engine]
@@ -140,6 +142,48 @@ async def test_events_are_applied_once_each_in_arrival_order(
     journal = await engine.journal(run.id)
     received = [e.data["payload"] for e in journal if e.kind == "event_received"]
     assert received == [0, 1, 2]
+
+
+async def test_a_run_that_read_every_queued_event_waits_without_reading_again(
+    make_engine: MakeEngine, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events read ahead in one short batch are received in-process; once they are used up
+    the run waits without asking the store again, and an event queued meanwhile still
+    arrives, in order."""
+    got: list[object] = []
+    flow = Flow("reader")
+
+    @flow.step
+    async def wait(ctx: StepContext) -> WaitEvent:
+        return WaitEvent(then="take")
+
+    @flow.step
+    async def take(ctx: StepContext) -> WaitEvent | Complete:
+        assert ctx.event is not None
+        got.append(ctx.event.payload)
+        if ctx.event.payload == 0:
+            await engine.send(run.id, "item", 3)  # queued after the run read ahead
+        return Complete(got) if len(got) == 4 else WaitEvent(then="take")
+
+    engine = make_engine(flow)
+    run = await engine.start("reader")
+    for n in range(3):
+        await engine.send(run.id, "item", n)
+    reads: list[int] = []
+    read = engine.store.next_events
+
+    async def counted(*args: Any, **kwargs: Any) -> list[EventRecord]:
+        found = await read(*args, **kwargs)
+        reads.append(len(found))
+        return found
+
+    monkeypatch.setattr(engine.store, "next_events", counted)
+    await settle(engine, engine.worker(), clock)
+    assert got == [0, 1, 2, 3]
+    assert reads == [3]
+    journal = await engine.journal(run.id)
+    assert_gapless(journal)
+    assert [e.data["payload"] for e in journal if e.kind == "event_received"] == [0, 1, 2, 3]
 
 
 async def test_send_dedupe_key_queues_one_event(make_engine: MakeEngine) -> None:

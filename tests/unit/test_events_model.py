@@ -214,6 +214,52 @@ async def test_retries_then_dead_letter_then_the_mailbox_goes_on(
     assert sum(e.kind == "dead_lettered" for e in journal) == 1
 
 
+async def test_a_dead_lettered_event_leaves_the_subject_state_as_it_was(
+    harness: Callable[..., Harness],
+) -> None:
+    """What a handler changed in the subject's state before it failed for good is not
+    kept: the next event sees the state as the last handled event left it."""
+    seen: list[dict[str, Any]] = []
+    group = ConsumerGroup("tally", retry=RetryPolicy(max_attempts=1))
+
+    @group.handler(TripConfirmed)
+    async def handle(event: TripConfirmed, ctx: HandlerContext) -> None:
+        seen.append(dict(ctx.state))
+        ctx.state["last"] = event.n
+        if event.n == 1:
+            raise RuntimeError("rejected")
+
+    h = harness(group, external=(TripConfirmed,))
+    for n in range(3):
+        await h.bus.publish(TripConfirmed(trip_id="T1", n=n), subject="T1", id=f"e-{n}")
+    await h.settle()
+    assert seen == [{}, {"last": 0}, {"last": 0}]
+    [letter] = await h.bus.dead_letters.list(group="tally")
+    assert letter.event_id == "e-1"
+    assert (await h.engine.get(group.mailbox("T1"))).context == {"last": 2}
+
+
+async def test_the_mailbox_journal_refers_to_each_event_by_id(
+    harness: Callable[..., Harness],
+) -> None:
+    """A mailbox's journal names each event it received (id, topic, subject, schema); the
+    envelope itself stays in the inbox, not in the journal."""
+    seen: list[tuple[str, str, int]] = []
+    group = recording_group("a", seen)
+    h = harness(group, external=(TripConfirmed,))
+    for n in range(2):
+        await h.bus.publish(TripConfirmed(trip_id="T1", n=n), subject="T1", id=f"e-{n}")
+    await h.settle()
+    assert seen == [("a", "T1", 0), ("a", "T1", 1)]
+    journal = await h.store.journal(group.mailbox("T1"))
+    received = [e.data for e in journal if e.kind == "event_received"]
+    schema = schema_uri("trip.confirmed", 1)
+    assert [r["payload"] for r in received] == [
+        {"topic": "trip", "id": f"e-{n}", "subject": "T1", "dataschema": schema} for n in range(2)
+    ]
+    assert all(r["event"] == "trip.confirmed" for r in received)
+
+
 async def test_redrive_applies_the_event_once_and_drop_forgets_it(
     harness: Callable[..., Harness],
 ) -> None:

@@ -34,6 +34,8 @@ _TRACEPARENT = re.compile(
     r"^(?P<v>[0-9a-f]{2})-(?P<trace>[0-9a-f]{32})-(?P<span>[0-9a-f]{16})-[0-9a-f]{2}$"
 )
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+#: RFC 3339 times that ``datetime.fromisoformat`` reads exactly as pydantic does.
+_PLAIN_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
 
 
 def schema_uri(type_name: str, version: int) -> str:
@@ -159,6 +161,27 @@ class CloudEvent(BaseModel):
     def from_dict(cls, value: dict[str, Any]) -> CloudEvent:
         """Validate an already decoded envelope (a JSON object)."""
         return cls.from_bytes(codec.dumps(value, what="event envelope"))
+
+    @classmethod
+    def from_decoded(cls, value: dict[str, Any]) -> CloudEvent:
+        """Validate an envelope decoded from JSON text (a stored copy, say): the same
+        rules and results as :meth:`from_dict`, without encoding it again.
+
+        ``value`` must be decoded from text that :func:`codec.dumps` wrote, as every
+        store's is (valid text without NUL, JSON data). Validating such a value strictly
+        differs from validating its text only in how ``time`` is read, so a plain RFC 3339
+        time is parsed here and the rest validated as it is; anything else takes the
+        :meth:`from_dict` path, which also gives the reasons for a refusal.
+        """
+        time = value.get("time")
+        if isinstance(time, str) and _PLAIN_TIME.match(time):
+            try:
+                return cls.model_validate(
+                    {**value, "time": datetime.fromisoformat(time)}, strict=True
+                )
+            except ValueError:  # pydantic's ValidationError too
+                pass
+        return cls.from_dict(value)
 
     @property
     def version(self) -> int | None:

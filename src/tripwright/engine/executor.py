@@ -136,7 +136,7 @@ class RunExecutor:
         event: EventRecord | None = None
         timed_out = False
         # Events already queued for this run, read ahead (see _queued_event).
-        queued: list[EventRecord] = []
+        ahead = _ReadAhead()
         in_a_row = 0
 
         if (
@@ -177,7 +177,7 @@ class RunExecutor:
                     event=event.name,
                     event_id=event.id,
                     timer=event.timer_name,
-                    payload=event.payload,
+                    payload=_journaled(flow, event),
                 )
             elif timed_out:
                 journal.add(JournalKind.WAIT_TIMED_OUT, step, now, names=wait.get("names"))
@@ -353,7 +353,7 @@ class RunExecutor:
                 else None
             )
             if wait is not None:
-                follow = await self._queued_event(run.id, wait, event, queued, now)
+                follow = await self._queued_event(run.id, wait, event, ahead, now)
             next_step: str | None
             try:
                 if follow is not None and wait is not None:
@@ -366,7 +366,7 @@ class RunExecutor:
                         event=follow.name,
                         event_id=follow.id,
                         timer=None,
-                        payload=follow.payload,
+                        payload=_journaled(flow, follow),
                     )
                 else:
                     next_step = self._route(
@@ -403,7 +403,7 @@ class RunExecutor:
         run_id: str,
         wait: WaitEvent,
         current: EventRecord | None,
-        queued: list[EventRecord],
+        ahead: _ReadAhead,
         now: float,
     ) -> EventRecord | None:
         """An event already queued for a run about to wait for it: the run receives it at
@@ -411,22 +411,26 @@ class RunExecutor:
 
         Read ahead in batches; ``current`` (consumed by the checkpoint being written) is
         skipped. The events stay pending in the store until a checkpoint consumes them,
-        and nobody else can consume them while this worker holds the lease.
+        and nobody else can consume them while this worker holds the lease. A batch that
+        came back short held every event then queued: once it is used up the run waits
+        without asking the store again (an event queued since makes the waiting run due
+        at once, in the same commit, so it is received on the next claim).
         """
         names = set(wait.names) if wait.names else None
-        while queued:
-            candidate = queued.pop(0)
+        while ahead.events:
+            candidate = ahead.events.pop(0)
             if names is None or candidate.name in names:
                 return candidate
+            ahead.complete_for = None  # passed over: still queued, not in hand
+        if ahead.complete_for == wait.names:
+            return None
         skip = current.id if current is not None else None
-        batch = [
-            e
-            for e in await self._store.next_events(run_id, wait.names or None, now, _PREFETCH)
-            if e.id != skip
-        ]
+        read = await self._store.next_events(run_id, wait.names or None, now, _PREFETCH)
+        ahead.complete_for = wait.names if len(read) < _PREFETCH else None
+        batch = [e for e in read if e.id != skip]
         if not batch:
             return None
-        queued.extend(batch[1:])
+        ahead.events.extend(batch[1:])
         return batch[0]
 
     # -- outcomes ---------------------------------------------------------------------
@@ -685,6 +689,15 @@ class RunExecutor:
         await self._commit(cp, journal, _Before(step, context_json, cp.state))
 
 
+@dataclass(slots=True)
+class _ReadAhead:
+    """Events of a run read ahead of its waits, in queue order."""
+
+    events: list[EventRecord] = field(default_factory=list)
+    #: The wait names of the last read if it held every event then queued for them.
+    complete_for: tuple[str, ...] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class _Before:
     """A run as it was before a step: what a refused checkpoint falls back to."""
@@ -749,6 +762,11 @@ def _receive_at_once(
     cp.step = then
     state["resume"] = {"event_id": event.id, "timed_out": False}
     return then
+
+
+def _journaled(flow: Flow, event: EventRecord) -> Any:
+    """What the journal keeps of ``event``'s payload (the flow may keep a reference)."""
+    return event.payload if flow.received is None else flow.received(event.payload)
 
 
 def _encode_final(outcome: Outcome | None, run_id: str) -> str | None:

@@ -55,6 +55,9 @@ __all__ = [
     "WaitEvent",
 ]
 
+#: Turns a received event's payload into what its journal entry keeps.
+ReceivedFn: TypeAlias = Callable[[Any], Any]
+
 
 @dataclass(frozen=True, slots=True)
 class Goto:
@@ -148,6 +151,7 @@ class Flow:
         default_timeout: float | None = None,
         on_cancel: str | None = None,
         position: PositionFn | None = None,
+        received: ReceivedFn | None = None,
     ) -> None:
         if (
             not name
@@ -168,6 +172,9 @@ class Flow:
         #: How run control describes a run's position in this flow's model (a saga's
         #: element and phase, a state machine's configuration); None: its engine step.
         self.position = position
+        #: What the journal keeps of a received event's payload (None: all of it). A
+        #: model whose events are kept elsewhere journals a reference to them.
+        self.received = received
         self._steps: dict[str, StepSpec] = {}
         self._order: list[str] = []
         self._start: str | None = None

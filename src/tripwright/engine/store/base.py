@@ -6,6 +6,7 @@ one contract test suite. Every method translates driver errors into :class:`Stor
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
@@ -388,6 +389,7 @@ def decode_outbox(row: Row) -> OutboxRecord:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def mailbox_state(then: str) -> str:
     """The state a new mailbox run starts in: waiting for any event, then ``then``."""
     return codec.dumps(

@@ -96,45 +96,52 @@ def insert_dead_letters(
     )
 
 
+def _create_mailbox(conn: sqlite3.Connection, d: InboxDelivery, now: float) -> None:
+    created = conn.execute(
+        _INSERT_MAILBOX,
+        (
+            d.run_id,
+            d.flow_name,
+            d.flow_version,
+            f"{d.flow_name}@{d.flow_version}",
+            d.definition_hash,
+            d.then,
+            mailbox_state(d.then),
+            d.correlation_id,
+            now,
+            now,
+            now,
+        ),
+    )
+    if created.rowcount == 1:
+        conn.execute(
+            _INSERT_CREATED,
+            (
+                d.run_id,
+                JournalKind.RUN_CREATED.value,
+                now,
+                codec.dumps(
+                    {
+                        "flow": d.flow_name,
+                        "version": d.flow_version,
+                        "definition_hash": d.definition_hash,
+                    }
+                ),
+                d.correlation_id,
+            ),
+        )
+
+
 def _deliver(
     conn: sqlite3.Connection, deliveries: Sequence[InboxDelivery], now: float
 ) -> list[bool]:
     queued: list[bool] = []
+    seen: set[str] = set()  # mailboxes that exist by now in this transaction
     woken: set[str] = set()
     for d in deliveries:
-        created = conn.execute(
-            _INSERT_MAILBOX,
-            (
-                d.run_id,
-                d.flow_name,
-                d.flow_version,
-                f"{d.flow_name}@{d.flow_version}",
-                d.definition_hash,
-                d.then,
-                mailbox_state(d.then),
-                d.correlation_id,
-                now,
-                now,
-                now,
-            ),
-        )
-        if created.rowcount == 1:
-            conn.execute(
-                _INSERT_CREATED,
-                (
-                    d.run_id,
-                    JournalKind.RUN_CREATED.value,
-                    now,
-                    codec.dumps(
-                        {
-                            "flow": d.flow_name,
-                            "version": d.flow_version,
-                            "definition_hash": d.definition_hash,
-                        }
-                    ),
-                    d.correlation_id,
-                ),
-            )
+        if d.run_id not in seen:
+            seen.add(d.run_id)
+            _create_mailbox(conn, d, now)
         cursor = conn.execute(_INSERT_INBOX, (d.run_id, d.name, d.payload, now, now, d.dedupe_key))
         fresh = cursor.rowcount == 1
         queued.append(fresh)

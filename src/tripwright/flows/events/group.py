@@ -137,6 +137,8 @@ class HandlerContext:
 
     def _commit(self, ctx: StepContext) -> None:
         """Move the published events into the step's outbox."""
+        if not self._published:
+            return
         trace = _child_trace(self.envelope)
         for index, (event, subject) in enumerate(self._published):
             event_id = self._published_id(index)
@@ -184,7 +186,9 @@ class ConsumerGroup:
     ) -> None:
         self.name = name
         # Validates the name as a flow name would be.
-        self._flow = Flow(f"events.{name}", version="1", description=description)
+        self._flow = Flow(
+            f"events.{name}", version="1", description=description, received=_reference
+        )
         self.retry = retry or RetryPolicy(max_attempts=5, initial_interval=1.0)
         if timeout is not None and timeout <= 0:
             raise DefinitionError("a handler timeout must be > 0", flow=self._flow.name)
@@ -305,7 +309,7 @@ class ConsumerGroup:
         try:
             if not isinstance(raw, dict):
                 raise EnvelopeError("the queued event holds no envelope object")
-            envelope = CloudEvent.from_dict(raw)
+            envelope = CloudEvent.from_decoded(raw)
         except (EnvelopeError, ContextNotSerializableError) as exc:
             self._dead(ctx, record, topic, "malformed", str(exc), raw=codec.dumps(raw))
             return _WAIT
@@ -325,13 +329,16 @@ class ConsumerGroup:
         except EventSchemaError as exc:
             self._dead(ctx, record, topic, "schema", str(exc), envelope=envelope, handler=spec)
             return _WAIT
+        # The handler works on the step's own copy of the state; what it was before is
+        # kept to put back if the event is dead-lettered.
+        before = codec.dumps(ctx.context)
         handler_ctx = HandlerContext(
             group=self.name,
             handler=spec,
             envelope=envelope,
             topic=topic,
             attempt=ctx.attempt,
-            state=json.loads(codec.dumps(ctx.context)),
+            state=ctx.context,
             clock=ctx.clock,
             run_id=ctx.run_id,
         )
@@ -342,6 +349,8 @@ class ConsumerGroup:
         except Exception as exc:
             if not isinstance(exc, _NEVER_RETRY) and self.retry.should_retry(exc, ctx.attempt):
                 raise
+            ctx.context.clear()
+            ctx.context.update(json.loads(before))
             ctx.effects.outbox.clear()
             error = {"type": type(exc).__name__, "message": codec.safe_text(exc)}
             self._dead(
@@ -355,8 +364,9 @@ class ConsumerGroup:
                 error=error,
             )
             return _WAIT
-        ctx.context.clear()
-        ctx.context.update(json.loads(state))
+        if handler_ctx.state is not ctx.context:  # the handler replaced its state
+            ctx.context.clear()
+            ctx.context.update(json.loads(state))
         return _WAIT
 
     def _dead(
@@ -402,6 +412,22 @@ class ConsumerGroup:
 
     def __repr__(self) -> str:
         return f"ConsumerGroup({self.name!r}, handlers={[h.name for h in self._handlers]!r})"
+
+
+def _reference(payload: Any) -> Any:
+    """What a mailbox's journal keeps of a queued event: a reference (the envelope stays
+    in the inbox and the outbox, and in the dead-letter store if it gets there)."""
+    if not isinstance(payload, dict):
+        return None
+    envelope = payload.get("envelope")
+    if not isinstance(envelope, dict):
+        return {"topic": payload.get("topic")}
+    return {
+        "topic": payload.get("topic"),
+        "id": envelope.get("id"),
+        "subject": envelope.get("subject"),
+        "dataschema": envelope.get("dataschema"),
+    }
 
 
 def _raw_id(record: EventRecord, raw: str | None) -> str:
