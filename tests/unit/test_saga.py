@@ -524,3 +524,77 @@ async def test_a_plain_flow_is_cancelled_at_once(make_engine: MakeEngine) -> Non
     run_id = (await engine.start("quick")).id
     cancelled = await engine.cancel(run_id, clean_up=False)
     assert cancelled.status is RunStatus.CANCELLED
+
+
+def race_with_a_stuck_loser(p: Provider, name: str, **group: Any) -> Saga:
+    """A flight, then a race of two hotels: ``lodge`` wins at once, ``inn`` is stopped
+    mid-call and its compensation keeps failing."""
+    p.delays["inn"] = 5.0
+    p.fail_undo["inn"] = 100
+    saga = Saga(
+        name,
+        default_retry=ONCE,
+        compensation_retry=RetryPolicy(max_attempts=2, initial_interval=0.1),
+    )
+    saga.step("flight", p.action("flight"), compensate=p.undo("flight"))
+    saga.parallel(
+        "hotel",
+        branch("lodge", p.action("lodge"), compensate=p.undo("lodge")),
+        branch("inn", p.action("inn"), compensate=p.undo("inn")),
+        join=RACE,
+        **group,
+    )
+    return saga
+
+
+async def test_operator_can_resolve_a_race_whose_loser_cannot_be_undone(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A race whose losing branch's compensation keeps failing asks an operator;
+    `saga.resolve` completes the group with its winner and the saga goes on after it."""
+    p = Provider()
+    saga = race_with_a_stuck_loser(p, "race_stuck")
+    saga.step("charge", p.action("charge"), compensate=p.undo("charge"))
+    engine, run_id = await run_saga(make_engine, clock, saga)
+    parked = await engine.get(run_id)
+    assert parked.status is RunStatus.NEEDS_ATTENTION
+    assert parked.context["saga"]["attention"]["step"] == "race:hotel"
+    await engine.send(run_id, "saga.resolve")
+    await settle(engine, engine.worker(), clock)
+    run = await engine.get(run_id)
+    assert run.status is RunStatus.COMPLETED
+    assert run.result["results"]["hotel"] == {"lodge": "lodge-ok"}
+    assert p.done() == ["flight", "lodge", "charge"]
+    assert p.undone() == []
+    assert [d["name"] for d in run.context["saga"]["done"]] == ["flight", "hotel", "charge"]
+    journal = await engine.journal(run_id)
+    assert_gapless(journal)
+    notes = [e.data for e in journal if e.kind == "note"]
+    assert {
+        "message": "race losers left to the operator",
+        "step": "hotel",
+        "branches": ["inn"],
+    } in notes
+
+
+async def test_a_resolved_race_holds_what_its_winner_holds(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """Resolving a stuck race completes the group as a settled race would: its deadline
+    starts, so the hold still expires and compensates the saga if nothing comes in time."""
+    p = Provider()
+    saga = race_with_a_stuck_loser(p, "race_hold", deadline=100.0)
+    saga.wait("paid", "payment.received")
+    saga.step("ticket", p.action("ticket"), pivot=True)
+    engine, run_id = await run_saga(make_engine, clock, saga)
+    assert (await engine.get(run_id)).context["saga"]["attention"]["step"] == "race:hotel"
+    resolved_at = clock.now()
+    await engine.send(run_id, "saga.resolve")
+    await settle(engine, engine.worker(), clock)
+    run = await engine.get(run_id)
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None
+    assert run.error["details"]["failure"]["error"]["type"] == "DeadlineExpired"
+    assert clock.now() - resolved_at >= 100.0
+    assert p.done() == ["flight", "lodge"]
+    assert p.undone() == ["lodge", "flight"]

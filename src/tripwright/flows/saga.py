@@ -613,7 +613,7 @@ class Saga:
         ctx.note("needs_attention", failure=failure)
         return WaitEvent(names=(RETRY_EVENT, RESOLVE_EVENT), then=OPERATOR, attention=True)
 
-    async def _operator(self, ctx: StepContext) -> Goto | WaitEvent:
+    async def _operator(self, ctx: StepContext) -> Goto | Complete | WaitEvent:
         state = _saga_state(ctx)
         attention = state.pop("attention", None) or {}
         stuck = str(attention.get("step") or COMPENSATE)
@@ -634,14 +634,22 @@ class Saga:
         if stuck == REACQUIRE:
             name = state["reacquire"]["queue"][0]
             return self._released(ctx, state, name, reason="released by an operator")
-        if stuck.startswith("race:"):
-            state.pop("race_losers", None)
         name = stuck.split(":", 1)[1]
         names = [e.name for e in self._elements]
+        index = names.index(name)
+        next_step = _next_step(names[index + 1] if index + 1 < len(names) else None)
+        if stuck.startswith("race:"):
+            # The race has its winner (in ``done``); the losers left are the operator's.
+            # The group completes as a settled race does: its hold starts, a
+            # re-acquisition finishes, and the saga goes on after it.
+            losers = state.pop("race_losers", {})
+            ctx.note("race losers left to the operator", step=name, branches=sorted(losers))
+            group = self.element(name)
+            assert isinstance(group, ParallelGroup)
+            return self._completed(ctx, group, next_step)
         if stuck.startswith(("step:", "got:")):
             state["done"].append({"name": name, "key": None, "resolved": True})
-        index = names.index(name)
-        return Goto(f"step:{names[index + 1]}" if index + 1 < len(names) else FINISH)
+        return Goto(next_step)
 
     async def _finish(self, ctx: StepContext) -> Complete:
         return _complete(ctx)
