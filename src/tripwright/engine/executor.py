@@ -157,7 +157,7 @@ class RunExecutor:
             wait = state.get("wait") or {}
             now = self._clock.now()
             if wait.get("kind") == "event":
-                event = await self._store.next_event(run.id, wait.get("names"), now)
+                event = await self._first_event(run.id, wait.get("names"), ahead, now)
             deadline = wait.get("deadline")
             if event is None and (deadline is None or now < deadline):
                 await self._rewait(run, flow, state, context_json, journal)
@@ -398,6 +398,19 @@ class RunExecutor:
             event = follow
             timed_out = False
 
+    async def _first_event(
+        self, run_id: str, names: list[str] | None, ahead: _ReadAhead, now: float
+    ) -> EventRecord | None:
+        """The event a claimed waiting run receives (an event or a fired timer, oldest
+        first); the external events queued behind it are read in the same query, ahead
+        of the waits to come (see :meth:`_queued_event`)."""
+        found = await self._store.next_events(run_id, names, now, _PREFETCH, timers=True)
+        if not found:
+            return None
+        # In-process receipt takes external events only; a timer is received on a claim.
+        ahead.fill(tuple(names or ()), [e for e in found[1:] if e.kind == "event"], found)
+        return found[0]
+
     async def _queued_event(
         self,
         run_id: str,
@@ -409,29 +422,26 @@ class RunExecutor:
         """An event already queued for a run about to wait for it: the run receives it at
         once, in-process, instead of handing its lease back and being claimed again.
 
-        Read ahead in batches; ``current`` (consumed by the checkpoint being written) is
-        skipped. The events stay pending in the store until a checkpoint consumes them,
-        and nobody else can consume them while this worker holds the lease. A batch that
-        came back short held every event then queued: once it is used up the run waits
-        without asking the store again (an event queued since makes the waiting run due
-        at once, in the same commit, so it is received on the next claim).
+        Read ahead in batches, for the names of the wait (a wait for other names reads
+        again); ``current`` (consumed by the checkpoint being written) is skipped. The
+        events stay pending in the store until a checkpoint consumes them, and nobody else
+        can consume them while this worker holds the lease. A batch that came back short
+        held every event then queued: once it is used up the run waits without asking the
+        store again (an event queued since makes the waiting run due at once, in the same
+        commit, so it is received on the next claim).
         """
-        names = set(wait.names) if wait.names else None
-        while ahead.events:
-            candidate = ahead.events.pop(0)
-            if names is None or candidate.name in names:
-                return candidate
-            ahead.complete_for = None  # passed over: still queued, not in hand
-        if ahead.complete_for == wait.names:
+        names = tuple(wait.names)
+        if ahead.names != names:
+            ahead.fill(names, [], None)  # read for other names: maybe not in queue order
+        if ahead.events:
+            return ahead.events.pop(0)
+        if ahead.complete:
             return None
         skip = current.id if current is not None else None
-        read = await self._store.next_events(run_id, wait.names or None, now, _PREFETCH)
-        ahead.complete_for = wait.names if len(read) < _PREFETCH else None
+        read = await self._store.next_events(run_id, names or None, now, _PREFETCH)
         batch = [e for e in read if e.id != skip]
-        if not batch:
-            return None
-        ahead.events.extend(batch[1:])
-        return batch[0]
+        ahead.fill(names, batch[1:], read)
+        return batch[0] if batch else None
 
     # -- outcomes ---------------------------------------------------------------------
     def _route(
@@ -691,11 +701,21 @@ class RunExecutor:
 
 @dataclass(slots=True)
 class _ReadAhead:
-    """Events of a run read ahead of its waits, in queue order."""
+    """A run's queued events read ahead of its waits, in queue order."""
 
     events: list[EventRecord] = field(default_factory=list)
-    #: The wait names of the last read if it held every event then queued for them.
-    complete_for: tuple[str, ...] | None = None
+    #: The wait names they were read for (``()``: any).
+    names: tuple[str, ...] | None = None
+    #: Whether the read held every event then queued for those names.
+    complete: bool = False
+
+    def fill(
+        self, names: tuple[str, ...], events: list[EventRecord], read: list[EventRecord] | None
+    ) -> None:
+        """Keep ``events`` (from ``read``, a query for ``names``; None: nothing read)."""
+        self.names = names
+        self.events = events
+        self.complete = read is not None and len(read) < _PREFETCH
 
 
 @dataclass(frozen=True, slots=True)

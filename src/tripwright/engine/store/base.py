@@ -216,10 +216,16 @@ class Store(ABC):
     # -- event bus ----------------------------------------------------------------------
     @abstractmethod
     async def next_events(
-        self, run_id: str, names: Sequence[str] | None, now: float, limit: int
+        self,
+        run_id: str,
+        names: Sequence[str] | None,
+        now: float,
+        limit: int,
+        *,
+        timers: bool = False,
     ) -> list[EventRecord]:
-        """Up to ``limit`` visible pending events (not timers) of a run matching ``names``,
-        in delivery order."""
+        """Up to ``limit`` visible pending events of a run matching ``names``, in delivery
+        order; fired timers among them only with ``timers=True``."""
 
     @abstractmethod
     async def deliver(self, deliveries: Sequence[InboxDelivery], now: float) -> list[bool]:

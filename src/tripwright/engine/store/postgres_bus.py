@@ -196,18 +196,25 @@ class PostgresBusMixin:
             )
 
     async def next_events(
-        self, run_id: str, names: Sequence[str] | None, now: float, limit: int
+        self,
+        run_id: str,
+        names: Sequence[str] | None,
+        now: float,
+        limit: int,
+        *,
+        timers: bool = False,
     ) -> list[EventRecord]:
         async with self._conn() as conn:
             rows = await conn.fetch(
                 f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id=$1 AND status='pending' "
-                "AND kind='event' AND visible_at<=$2 "
+                "AND (kind='event' OR $5::boolean) AND visible_at<=$2 "
                 "AND ($3::text IS NULL OR position('|' || name || '|' in $3) > 0) "
                 "ORDER BY visible_at, id LIMIT $4",
                 run_id,
                 now,
                 wait_match(names),
                 limit,
+                timers,
             )
         return [decode_event(r) for r in rows]
 

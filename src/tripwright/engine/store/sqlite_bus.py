@@ -177,18 +177,24 @@ class SQLiteBusMixin:
             await self._call(self._tx, body)
 
     async def next_events(
-        self, run_id: str, names: Sequence[str] | None, now: float, limit: int
+        self,
+        run_id: str,
+        names: Sequence[str] | None,
+        now: float,
+        limit: int,
+        *,
+        timers: bool = False,
     ) -> list[EventRecord]:
         match = wait_match(names)
         sql = (
             f"SELECT {EVENT_COLUMNS} FROM run_events WHERE run_id=? AND status='pending' "
-            "AND kind='event' AND visible_at<=? "
+            "AND (kind='event' OR ?) AND visible_at<=? "
             "AND (? IS NULL OR instr(?, '|' || name || '|') > 0) "
             "ORDER BY visible_at, id LIMIT ?"
         )
 
         def run() -> list[EventRecord]:
-            rows = self._db.execute(sql, (run_id, now, match, match, limit))
+            rows = self._db.execute(sql, (run_id, timers, now, match, match, limit))
             return [decode_event(r) for r in rows]
 
         return await self._call(run)
