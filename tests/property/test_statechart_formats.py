@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import keyword
 from typing import Any
 
 import pytest
@@ -36,6 +37,8 @@ from tripwright.flows.statechart import (
 
 NAMES = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
 EVENTS = st.lists(NAMES, min_size=1, max_size=3).map(".".join)
+#: Datamodel locations (a namelist's entries): names that are not Python keywords.
+VARIABLES = NAMES.filter(lambda name: not keyword.iskeyword(name))
 EXPRS = st.sampled_from(["1", "n + 1", "x > 2 and y", "_event.data", "In('a')", "[1, 2]"])
 LOCATIONS = st.sampled_from(["n", "cart['items']", "trip.leg"])
 SCRIPTS = st.sampled_from(["x = 1", "def f(v):\n    return v * 2\n", "import math\n"])
@@ -76,7 +79,7 @@ def sends(draw: st.DrawFn) -> Send:
         type=draw(optional(st.sampled_from(["scxml"]))),
         id=draw(optional(NAMES)),
         delay=draw(optional(DELAYS)),
-        namelist=() if with_content else tuple(draw(st.lists(NAMES, max_size=2))),
+        namelist=() if with_content else tuple(draw(st.lists(VARIABLES, max_size=2))),
         params=() if with_content else draw(PARAMS),
         content=draw(CONTENT) if with_content else None,
     )
