@@ -15,6 +15,7 @@ travels in ``dataschema`` as ``urn:tripwright:schema:<type>:v<version>``::
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ def schema_uri(type_name: str, version: int) -> str:
     return f"urn:tripwright:schema:{type_name}:v{version}"
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of schemas, read for every event
 def schema_version(dataschema: str | None, type_name: str) -> int | None:
     """The version named by ``dataschema`` for ``type_name``, or None if it names none."""
     if dataschema is None:
