@@ -11,7 +11,12 @@ events of ``runs`` subjects (5 each), committed to the outbox beforehand, then r
 into one consumer group's inboxes and handled (one checkpoint per event, the handler
 updating its per-subject state), timed until the last is handled and the worker stopped.
 ``--json`` writes ``{"rows": [{system, model, store, concurrency, steps_per_s |
-events_per_s}, ...]}``.
+events_per_s, cpu_us}, ...]}``; ``cpu_us`` is this process's CPU time per step or event
+(on PostgreSQL the server's own is not in it).
+
+With ``--split`` the events are measured once more, in two parts: the relay alone (every
+row moved into the inboxes before any worker starts; model ``events-relay``, rows/s as
+``events_per_s``), then the handling alone (model ``events-handle``).
 """
 
 from __future__ import annotations
@@ -54,8 +59,8 @@ def five_step_saga() -> Saga:
     return saga
 
 
-async def saga_rate(url: str, concurrency: int, runs: int) -> float:
-    """Saga steps/s of one worker running ``runs`` sagas of five steps."""
+async def saga_rate(url: str, concurrency: int, runs: int) -> tuple[float, float]:
+    """Saga steps/s, and CPU µs per step, of one worker running ``runs`` 5-step sagas."""
     flow = five_step_saga().to_flow()
     store = create_store(url)
     await store.open()
@@ -64,15 +69,15 @@ async def saga_rate(url: str, concurrency: int, runs: int) -> float:
         engine = Engine(store, FlowRegistry([flow]), config=config)
         for start in range(0, runs, 1000):
             await engine.start_many(flow, [None] * min(1000, runs - start))
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         await engine.worker().run_until_idle()
-        seconds = time.perf_counter() - began
+        rate = _rate(runs * STEPS, began, cpu)
         counts = await store.count_runs(flow=flow.name)
         if counts.get(RunStatus.COMPLETED.value) != runs:
             raise RuntimeError(f"not every saga completed: {counts}")
     finally:
         await store.close()
-    return runs * STEPS / seconds
+    return rate
 
 
 class Stepped(Event):
@@ -80,8 +85,12 @@ class Stepped(Event):
     n: int
 
 
-async def events_rate(url: str, concurrency: int, runs: int) -> float:
-    """Events/s, outbox to handled, of one worker and its relay: ``runs`` subjects."""
+async def events_rate(
+    url: str, concurrency: int, runs: int, *, split: bool = False
+) -> dict[str, tuple[float, float]]:
+    """Events/s and CPU µs per event, outbox to handled, of one worker and its relay:
+    ``runs`` subjects; keyed by model (``events``, or with ``split`` the relay alone and
+    the handling alone)."""
     total = runs * STEPS
     done = asyncio.Event()
     handled = 0
@@ -112,41 +121,64 @@ async def events_rate(url: str, concurrency: int, runs: int) -> float:
                 [Stepped(n=n) for n, _ in chunk], subjects=[f"S{s}" for _, s in chunk]
             )
         del order
-        began = time.perf_counter()
+        rates: dict[str, tuple[float, float]] = {}
+        began, cpu = time.perf_counter(), time.process_time()
+        if split:
+            while await bus.relay_once():
+                pass
+            rates["events-relay"] = _rate(total, began, cpu)
+            began, cpu = time.perf_counter(), time.process_time()
         async with bus.running(engine, config=config):
             await done.wait()
-        seconds = time.perf_counter() - began
+        rates["events-handle" if split else "events"] = _rate(total, began, cpu)
         mailboxes = sum((await store.count_runs(flow=group.to_flow().name)).values())
         if mailboxes != runs or await store.outbox_count(published=False):
             raise RuntimeError(f"not every event was handled: {mailboxes} mailboxes")
     finally:
         await store.close()
-    return total / seconds
+    return rates
 
 
-async def measure(runs: int) -> list[dict[str, object]]:
+def _rate(count: int, began: float, cpu_began: float) -> tuple[float, float]:
+    """Per second, and CPU µs each, of ``count`` things done since ``began``."""
+    seconds = time.perf_counter() - began
+    return count / seconds, (time.process_time() - cpu_began) / count * 1e6
+
+
+async def measure(runs: int, *, split: bool = False) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     work = Path(tempfile.mkdtemp(prefix="tripwright-models-"))
+    models = ("engine", "saga", "events", *(("split",) if split else ()))
     for store in ("sqlite", "postgres"):
-        for model in ("engine", "saga", "events"):
+        for model in models:
             if store == "sqlite":
                 url = f"sqlite:///{work / f'{model}.db'}"
                 await asyncio.to_thread(upgrade, url)
             else:
                 url = await _ensure_pg_db(PG_DB)
-            row: dict[str, object] = {
-                "system": "tripwright",
-                "model": model,
-                "store": store,
-                "concurrency": 64,
-            }
+            measured: dict[str, tuple[str, float, float]] = {}
             if model == "engine":
-                row["steps_per_s"] = (await tripwright_rate(url, 64, runs))[1]
+                cpu: list[float] = []
+                steps = (await tripwright_rate(url, 64, runs, cpu=cpu))[1]
+                measured[model] = ("steps_per_s", steps, cpu[0] / (runs * STEPS) * 1e6)
             elif model == "saga":
-                row["steps_per_s"] = await saga_rate(url, 64, runs)
+                measured[model] = ("steps_per_s", *await saga_rate(url, 64, runs))
             else:
-                row["events_per_s"] = await events_rate(url, 64, runs)
-            rows.append(row)
+                for name, (per_s, cpu_each) in (
+                    await events_rate(url, 64, runs, split=model == "split")
+                ).items():
+                    measured[name] = ("events_per_s", per_s, cpu_each)
+            for name, (unit, rate, cpu_us) in measured.items():
+                rows.append(
+                    {
+                        "system": "tripwright",
+                        "model": name,
+                        "store": store,
+                        "concurrency": 64,
+                        unit: rate,
+                        "cpu_us": round(cpu_us, 1),
+                    }
+                )
     return rows
 
 
@@ -154,10 +186,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--runs", type=int, default=3000)
+    parser.add_argument(
+        "--split", action="store_true", help="also time the events' relay and handling apart"
+    )
     args = parser.parse_args()
-    rows = asyncio.run(measure(args.runs))
+    rows = asyncio.run(measure(args.runs, split=args.split))
     table = Table(title="Models at concurrency 64 (5 steps a run, 5 events a subject)")
-    for column in ("model", "store", "rate", "vs engine steps/s"):
+    for column in ("model", "store", "rate", "vs engine steps/s", "CPU µs each"):
         table.add_column(column)
     engine = {r["store"]: float(r["steps_per_s"]) for r in rows if r["model"] == "engine"}  # type: ignore[arg-type]
     for row in rows:
@@ -168,6 +203,7 @@ def main() -> None:
             str(row["store"]),
             f"{rate:,.0f} {unit.split('_')[0]}/s",
             f"{rate / engine[str(row['store'])]:.2f}x",
+            f"{row['cpu_us']}",
         )
     Console().print(table)
     if args.json:
