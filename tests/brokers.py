@@ -9,10 +9,17 @@ the test in CI (``CI=true``) and skips it elsewhere, with the reason.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import socket
+import subprocess
 import uuid
 from abc import ABC, abstractmethod
-from dataclasses import replace
+from collections.abc import AsyncIterator
+from dataclasses import asdict, replace
+from pathlib import Path
+from urllib.parse import urlencode
 
 import aio_pika
 import pytest
@@ -63,6 +70,15 @@ class Backend(ABC):
     @abstractmethod
     def _build(self) -> Transport: ...
 
+    def url(self) -> str:
+        """The broker URL, this test's options in its query, for ``tripwright worker``."""
+        raise NotImplementedError(f"{self.name} lives in one process")
+
+    def _with_options(self, base: str) -> str:
+        options = asdict(self.options)
+        keep = ("partitions", "prefix", "max_deliver", "ack_wait")
+        return f"{base}?{urlencode({k: options[k] for k in keep})}"
+
     async def check(self) -> None:
         """Fail or skip unless the server is up (the in-process one needs none)."""
         return None
@@ -100,6 +116,9 @@ class RabbitBackend(Backend):
 
     def _build(self) -> Transport:
         return RabbitMQTransport(AMQP_URL, self.options)
+
+    def url(self) -> str:
+        return self._with_options(AMQP_URL)
 
     async def check(self) -> None:
         try:
@@ -143,15 +162,18 @@ class RabbitBackend(Backend):
 class NatsBackend(Backend):
     name = "nats"
 
-    def __init__(self, options: BrokerOptions, url: str = NATS_URL) -> None:
+    def __init__(self, options: BrokerOptions, server: str = NATS_URL) -> None:
         super().__init__(options)
-        self.url = url
+        self.server = server
 
     def _build(self) -> Transport:
-        return NatsTransport(self.url, self.options)
+        return NatsTransport(self.server, self.options)
+
+    def url(self) -> str:
+        return self._with_options(self.server)
 
     async def check(self) -> None:
-        probe = NatsTransport(self.url, self.options)
+        probe = NatsTransport(self.server, self.options)
         try:
             await asyncio.wait_for(probe.connect(), 10)
         except (TransportError, TimeoutError) as exc:
@@ -175,7 +197,7 @@ class NatsBackend(Backend):
 
     async def cleanup(self) -> None:
         await super().cleanup()
-        transport = NatsTransport(self.url, self.options)
+        transport = NatsTransport(self.server, self.options)
         try:
             await transport.connect()
             for topic in self.topics:
@@ -189,3 +211,58 @@ BACKENDS: dict[str, type[Backend]] = {
     "rabbitmq": RabbitBackend,
     "nats": NatsBackend,
 }
+
+
+@contextlib.asynccontextmanager
+async def open_backend(name: str, **changes: object) -> AsyncIterator[Backend]:
+    """A backend on names of its own (``fresh_options(**changes)``), checked to be up, and
+    cleaned up afterwards."""
+    made = BACKENDS[name](fresh_options(**changes))
+    await made.check()
+    try:
+        yield made
+    finally:
+        await made.cleanup()
+
+
+class NatsServer:
+    """A ``nats-server -js`` of the test's own, on its own port and storage directory,
+    which the test kills and starts again (the shared server is never touched)."""
+
+    BINARY = "/usr/sbin/nats-server"
+
+    def __init__(self, directory: Path, port: int = 14222) -> None:
+        self.directory = directory
+        self.port = port
+        self.url = f"nats://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self, *args: str) -> None:
+        """Start it (extra ``args`` such as ``--user``) and wait until it accepts."""
+        proc = self._spawn(args)
+        for _ in range(200):
+            if proc.poll() is not None:
+                unavailable("nats-server", f"exited with {proc.returncode} on start")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            await asyncio.sleep(0.05)
+        unavailable("nats-server", f"not accepting on port {self.port}")
+
+    def _spawn(self, args: tuple[str, ...]) -> subprocess.Popen[bytes]:
+        if not os.path.exists(self.BINARY):
+            unavailable("nats-server", f"{self.BINARY} is not installed")
+        store = str(self.directory / "store")
+        with open(self.directory / "nats-server.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [self.BINARY, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", store, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self.proc
+
+    def kill(self) -> None:
+        """SIGKILL it: nothing is flushed or said goodbye to."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+        self.proc = None

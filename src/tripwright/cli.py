@@ -135,6 +135,7 @@ def worker(
                     store, choreography, transport=create_transport(broker), owner=node.id
                 )
                 bus.attach(node)
+                await bus.connect()  # an unreachable broker stops the worker before it starts
 
                 async def relay() -> None:
                     try:
@@ -142,7 +143,11 @@ def worker(
                     finally:
                         stop.set()  # a bus that cannot run stops the worker too
 
-                await asyncio.gather(node.run(stop), relay())
+                # Both finish (the worker drains its in-flight steps) before the store closes.
+                results = await asyncio.gather(node.run(stop), relay(), return_exceptions=True)
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
         finally:
             await store.close()
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.brokers import BACKENDS, Backend, fresh_options
+from tests.brokers import Backend, open_backend
 
 
 @pytest.fixture(
@@ -18,9 +18,5 @@ from tests.brokers import BACKENDS, Backend, fresh_options
 )
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
     """A transport backend on names of this test's own, cleaned up afterwards."""
-    made = BACKENDS[request.param](fresh_options())
-    await made.check()
-    try:
+    async with open_backend(request.param) as made:
         yield made
-    finally:
-        await made.cleanup()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -56,6 +57,14 @@ class WorkerProcesses:
         """Track a worker process started by the test."""
         self.procs[worker_id] = proc
         return proc
+
+    def spawn_module(self, worker_id: str, module: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``python -m module args...`` (logging to ``<id>.log``) and track it."""
+        with open(self.directory / f"{worker_id}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT
+            )
+        return self.adopt(worker_id, proc)
 
     def log(self, worker_id: str, *, tail: int = 3000) -> str:
         path = self.directory / f"{worker_id}.log"

@@ -10,6 +10,10 @@ acknowledged, not queued again), and answers with dispositions:
   reason, to the dead-letter store;
 - ``Retry`` for the whole batch when the store cannot be reached (nothing is lost: the
   broker redelivers, and the inbox absorbs what was committed after all).
+
+It is also the group's :data:`~tripwright.bus.base.DeadLetterHandler`
+(:meth:`InboxAcceptor.dead_lettered`): a message the broker gave up on goes to the same
+dead-letter store as every other, so ``tripwright dlq`` lists and redrives it.
 """
 
 from __future__ import annotations
@@ -85,22 +89,55 @@ class InboxAcceptor:
                 self._on_accepted(sum(fresh))
         return out
 
-    async def _poison(self, delivery: Delivery, reason: str) -> Disposition:
-        raw = raw_text(delivery.body)
-        event_id = delivery.headers.get("ce-id") or (
-            "raw-" + hashlib.sha256(delivery.body).hexdigest()[:40]
-        )
-        letter = DeadLetter(
-            group=self.group,
-            event_id=codec.safe_text(event_id, 300),
-            topic=delivery.topic,
-            reason=codec.safe_text(reason, 2000),
-            kind="malformed",
-            raw=raw,
-            attempts=delivery.attempt,
-        )
+    async def dead_lettered(self, delivery: Delivery, reason: str) -> None:
+        """Write a message the broker dead-lettered (delivered ``max_deliver`` times to
+        consumers that died before settling it) to the dead-letter store, kind
+        ``undeliverable``, with its envelope, so that a redrive queues it in its mailbox
+        (once: if an earlier delivery did reach the inbox, the redrive adds nothing); a
+        body that is no envelope is kept raw, kind ``malformed``. A type this group does
+        not consume is dropped. :class:`StoreError` if the store cannot take it (the
+        broker keeps the message and offers it again)."""
         try:
-            await self.store.add_dead_letter(letter, self._clock.now())
+            envelope = CloudEvent.from_bytes(delivery.body)
+        except EnvelopeError as exc:
+            letter = _malformed(self.group, delivery, f"{reason}; {exc}")
+        else:
+            if self._route(envelope.to_dict(), delivery.topic) is None:
+                return
+            letter = DeadLetter(
+                group=self.group,
+                event_id=envelope.id,
+                topic=delivery.topic,
+                reason=codec.safe_text(reason, 2000),
+                kind="undeliverable",
+                type=envelope.type,
+                subject=envelope.subject,
+                envelope=codec.dumps(envelope.to_dict()),
+                attempts=delivery.attempt,
+            )
+        await self.store.add_dead_letter(letter, self._clock.now())
+
+    async def _poison(self, delivery: Delivery, reason: str) -> Disposition:
+        try:
+            await self.store.add_dead_letter(
+                _malformed(self.group, delivery, reason), self._clock.now()
+            )
         except StoreError as exc:
             return Retry(self._retry_delay, codec.safe_text(exc, 200))
         return Reject(reason)
+
+
+def _malformed(group: str, delivery: Delivery, reason: str) -> DeadLetter:
+    """The dead letter of a body that is not a valid envelope, kept raw."""
+    event_id = delivery.headers.get("ce-id") or (
+        "raw-" + hashlib.sha256(delivery.body).hexdigest()[:40]
+    )
+    return DeadLetter(
+        group=group,
+        event_id=codec.safe_text(event_id, 300),
+        topic=delivery.topic,
+        reason=codec.safe_text(reason, 2000),
+        kind="malformed",
+        raw=raw_text(delivery.body),
+        attempts=delivery.attempt,
+    )

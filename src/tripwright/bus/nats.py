@@ -68,6 +68,8 @@ def _fail(what: str, url: str, exc: BaseException) -> TransportError:
     text = str(exc) or type(exc).__name__
     if "authorization" in text.lower() or "authentication" in text.lower():
         return TransportError(f"NATS at {redact(url)} refused the credentials ({what})")
+    if isinstance(exc, TimeoutError | nats.errors.TimeoutError):
+        return TransportError(f"NATS at {redact(url)} did not answer in time ({what})")
     if isinstance(exc, nats.errors.NoServersError):
         return TransportError(f"NATS at {redact(url)} is unreachable ({what})")
     if isinstance(exc, nats.js.errors.ServiceUnavailableError | nats.errors.NoRespondersError):

@@ -55,7 +55,12 @@ __all__ = ["RabbitMQTransport"]
 
 log = logging.getLogger("tripwright.bus")
 
-_DRIVER_ERRORS = (aiormq.exceptions.AMQPError, aio_pika.exceptions.AMQPException, OSError)
+_DRIVER_ERRORS = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aio_pika.exceptions.AMQPException,
+    OSError,
+)
 
 
 def _fail(what: str, url: str, exc: BaseException) -> TransportError:
@@ -65,21 +70,15 @@ def _fail(what: str, url: str, exc: BaseException) -> TransportError:
         return TransportError(f"RabbitMQ at {redact(url)} refused the credentials ({what})")
     if isinstance(exc, TimeoutError):
         return TransportError(f"RabbitMQ at {redact(url)} did not answer in time ({what})")
+    if isinstance(exc, OSError | aiormq.exceptions.AMQPConnectionError) and what == "connecting":
+        return TransportError(f"RabbitMQ at {redact(url)} is unreachable ({what}): {exc}")
     return TransportError(f"RabbitMQ at {redact(url)}: {what} failed: {exc or type(exc).__name__}")
 
 
 class _Message(Inflight):
-    def __init__(
-        self,
-        delivery: Delivery,
-        message: AbstractIncomingMessage,
-        gen: int,
-        transport: RabbitMQTransport,
-    ) -> None:
+    def __init__(self, delivery: Delivery, message: AbstractIncomingMessage) -> None:
         super().__init__(delivery)
         self._message = message
-        self._gen = gen
-        self._transport = transport
 
     async def ack(self) -> None:
         await self._settle(self._message.ack())
@@ -93,7 +92,14 @@ class _Message(Inflight):
         await self._settle(self._message.nack(requeue=True))
 
     def stale(self) -> bool:
-        return self._gen != self._transport.generation
+        # A delivery tag means something only on the channel it came over: once that
+        # channel is gone the broker has taken the message back and redelivers it on the
+        # channel the robust connection restored (which can happen before any reconnect
+        # callback runs, so the channel itself is what is checked).
+        try:
+            return self._message.channel.is_closed
+        except aiormq.exceptions.ChannelInvalidStateError:
+            return True
 
     async def _settle(self, call: Awaitable[None]) -> None:
         try:
@@ -168,7 +174,6 @@ class RabbitMQTransport(Transport):
         driver_url, from_url = split_options(url)
         self.url = driver_url
         self.options = options or from_url
-        self.generation = 0
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
@@ -214,7 +219,6 @@ class RabbitMQTransport(Transport):
             raise _fail("declaring the exchange", self.url, exc) from exc
 
     def _reconnected(self, *_: object) -> None:
-        self.generation += 1
         log.warning("reconnected to RabbitMQ at %s", redact(self.url))
 
     async def close(self) -> None:
@@ -283,7 +287,7 @@ class RabbitMQTransport(Transport):
 
                 async def on_message(message: AbstractIncomingMessage, lane: str = lane) -> None:
                     delivery = _delivery(message, _topic_of(message.routing_key))
-                    lanes.put(lane, _Message(delivery, message, self.generation, self))
+                    lanes.put(lane, _Message(delivery, message))
 
                 consumers.append((queue, await queue.consume(on_message)))
             if on_dead_letter is not None:

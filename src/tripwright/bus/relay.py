@@ -99,8 +99,20 @@ class OutboxRelay(ABC):
         """Tell the relay that rows were committed (it relays them without waiting)."""
         self._wakeup.set()
 
+    async def release(self) -> None:  # noqa: B027 - relays without a lease hold nothing
+        """Hand back whatever turn this relay holds (it is shutting down cleanly)."""
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Relay until ``stop`` is set; store and transport errors are retried."""
+        """Relay until ``stop`` is set, then :meth:`release`; store and transport errors
+        (a broker that went away, say) are retried with backoff, the rows staying
+        unpublished until a publish is confirmed."""
+        try:
+            await self._loop(stop)
+        finally:
+            with contextlib.suppress(TripwrightError):
+                await self.release()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
         backoff = self.poll_interval
         while not stop.is_set():
             try:
@@ -136,7 +148,8 @@ class TransportRelay(OutboxRelay):
     relay publishes at a time across every worker; a crashed relay's lease expires after
     ``lease_ttl`` and another takes over, republishing what was not marked (the inboxes
     absorb the duplicates). A lease lost mid-batch (a long stall) makes the mark fail:
-    the new holder publishes those rows again.
+    the new holder publishes those rows again. A relay that stops cleanly hands the lease
+    back, so another worker's relay goes on at once.
     """
 
     def __init__(
@@ -158,11 +171,13 @@ class TransportRelay(OutboxRelay):
         self._batch = batch
         self._lease_ttl = lease_ttl
         self._relay = relay
+        self._holding = False
 
     async def relay_once(self) -> int:
         claimed = await self._store.claim_outbox(
             self._relay, self._owner, self._clock.now(), self._lease_ttl, self._batch
         )
+        self._holding = claimed is not None
         if claimed is None:
             return 0
         epoch, rows = claimed
@@ -200,3 +215,9 @@ class TransportRelay(OutboxRelay):
             log.info("relay lease lost before marking %d rows; the next holder resends", len(rows))
             return 0
         return len(rows)
+
+    async def release(self) -> None:
+        if self._holding:
+            # A lease that expires now: the next claim by any owner takes it.
+            await self._store.claim_outbox(self._relay, self._owner, self._clock.now(), 0.0, 0)
+            self._holding = False

@@ -63,8 +63,9 @@ def spawn_worker(
     concurrency: int = 32,
     failure_rate: float = 0.05,
     flows: str = FLOWS_REF,
+    broker: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``tripwright worker`` as a separate OS process."""
+    """Start ``tripwright worker`` as a separate OS process (``--broker broker`` if given)."""
     env = {
         **os.environ,
         LEDGER_ENV: str(ledger),
@@ -88,6 +89,7 @@ def spawn_worker(
         str(max(0.1, lease_ttl / 3)),
         "--concurrency",
         str(concurrency),
+        *(["--broker", broker] if broker else []),
     ]
     log = open(ledger.parent / f"{worker_id}.log", "ab")  # noqa: SIM115 - owned by the child
     try:

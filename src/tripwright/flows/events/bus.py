@@ -155,19 +155,38 @@ class EventBus:
         """Wake ``worker`` when events reach the inboxes."""
         self._workers.append(worker)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Relay (and, with a broker, consume every group) until ``stop`` is set."""
-        subscriptions: list[Subscription] = []
+    async def connect(self) -> None:
+        """Connect the transport (nothing to do for the store): a worker calls it first, so
+        that a broker it cannot reach, or that refuses its credentials, stops it before it
+        starts (:class:`~tripwright.errors.TransportError`)."""
         if self.transport is not None:
             await self.transport.connect()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Relay (and, with a broker, consume every group) until ``stop`` is set.
+
+        Each group's subscription hands the messages its broker dead-lettered to the
+        dead-letter store (:meth:`InboxAcceptor.dead_lettered`). On the way out the
+        subscriptions drain the handler call in flight before the transport closes."""
+        subscriptions: list[Subscription] = []
+        await self.connect()
         try:
             if self.transport is not None:
                 for group in self.choreography.groups:
                     acceptor = InboxAcceptor(
-                        self.store, group.name, group.delivery, clock=self.clock
+                        self.store,
+                        group.name,
+                        group.delivery,
+                        clock=self.clock,
+                        on_accepted=self._wake_workers,
                     )
                     subscriptions.append(
-                        await self.transport.subscribe(group.name, group.topics, acceptor)
+                        await self.transport.subscribe(
+                            group.name,
+                            group.topics,
+                            acceptor,
+                            on_dead_letter=acceptor.dead_lettered,
+                        )
                     )
             await self.relay.run(stop)
         finally:
