@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+
+import pytest
 
 from tests.conftest import FAST
 from tests.helpers import assert_eventually
@@ -95,6 +98,67 @@ async def test_transport_relay_publishes_then_marks(store: Store) -> None:
     assert transport.published == 4
     assert await relay.relay_once() == 0
     assert await store.outbox_count(published=False) == 0
+
+
+async def test_a_relay_that_stops_cleanly_hands_its_lease_over(store: Store) -> None:
+    """A relay stopped cleanly gives its lease back: another relay takes the turn at once,
+    not after the lease's time-to-live; a relay that holds nothing releases nothing."""
+    transport = MemoryTransport()
+    await transport.connect()
+    clock = RealClock()
+    first = TransportRelay(store, transport, owner="w1", lease_ttl=60.0)
+    second = TransportRelay(store, transport, owner="w2", lease_ttl=60.0)
+    await store.append_outbox(
+        [OutboxMessage("e1", "trip", "trip.confirmed", "T", "{}", {})], clock.now()
+    )
+    stop = asyncio.Event()
+    running = asyncio.create_task(first.run(stop))
+    await assert_eventually(lambda: _published(store))
+    await second.release()  # it never held the lease: w1 keeps it
+    assert None is await store.claim_outbox("outbox", "w2", clock.now(), 60.0, 10)
+    stop.set()
+    await running
+    await store.append_outbox(
+        [OutboxMessage("e2", "trip", "trip.confirmed", "T", "{}", {})], clock.now()
+    )
+    assert await second.relay_once() == 1
+    assert transport.published == 2
+
+
+async def _published(store: Store) -> bool:
+    return await store.outbox_count(published=False) == 0
+
+
+async def test_broker_dead_letters_go_to_the_dead_letter_store(store: Store) -> None:
+    """A message the broker gave up on is a dead letter with its envelope (kind
+    undeliverable), or raw (malformed); a type the group does not consume is dropped."""
+    group = _group([])
+    acceptor = InboxAcceptor(store, group.name, group.delivery)
+    good = TripConfirmed(trip_id="T1", n=1).envelope(source="/t", subject="T1", id="ok-1")
+    other = good.to_dict() | {"id": "other-1", "type": "trip.other"}
+    reason = "dead-lettered by the broker"
+    await acceptor.dead_lettered(Delivery("trip", good.to_bytes(), attempt=3), reason)
+    await acceptor.dead_lettered(Delivery("trip", json.dumps(other).encode()), reason)
+    await acceptor.dead_lettered(Delivery("trip", b"\xffnot json", {"ce-id": "p-1"}), reason)
+    letters = {letter.kind: letter for letter in await store.list_dead_letters()}
+    assert {"undeliverable", "malformed"} == set(letters)
+    undeliverable, malformed = letters["undeliverable"], letters["malformed"]
+    assert (undeliverable.event_id, undeliverable.attempts, undeliverable.reason) == (
+        "ok-1",
+        3,
+        reason,
+    )
+    assert undeliverable.envelope == good.to_dict()
+    assert (malformed.event_id, malformed.raw) == ("p-1", "\\xffnot json")
+    assert malformed.reason.startswith(reason)
+
+    class Down:
+        async def add_dead_letter(self, *args: object) -> int:
+            raise StoreError("database unreachable")
+
+    outage = InboxAcceptor(Down(), group.name, group.delivery)  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        await outage.dead_lettered(Delivery("trip", good.to_bytes()), reason)
 
 
 async def test_malformed_message_is_rejected_into_the_dead_letter_store(store: Store) -> None:
