@@ -76,7 +76,7 @@ class Backend(ABC):
 
     def _with_options(self, base: str) -> str:
         options = asdict(self.options)
-        keep = ("partitions", "prefix", "max_deliver", "ack_wait")
+        keep = ("partitions", "prefix", "max_deliver", "ack_wait", "connect_timeout")
         return f"{base}?{urlencode({k: options[k] for k in keep})}"
 
     async def check(self) -> None:
