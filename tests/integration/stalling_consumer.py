@@ -41,7 +41,7 @@ async def consume(db_url: str, broker_url: str, report: Path, stall_after: int) 
         committed += 1
         if committed > stall_after:
             held.extend(d.dedupe_key for d in deliveries)
-            await asyncio.to_thread(report.write_text, json.dumps(held))
+            await asyncio.to_thread(_write_whole, report, json.dumps(held))
             await asyncio.Event().wait()  # committed, never acknowledged
         return fresh
 
@@ -51,6 +51,13 @@ async def consume(db_url: str, broker_url: str, report: Path, stall_after: int) 
         await transport.subscribe(group.name, group.topics, acceptor)
     await asyncio.to_thread(report.with_suffix(".ready").touch)
     await asyncio.Event().wait()
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` so that ``path`` appears whole or not at all (the test may kill us)."""
+    partial = path.with_suffix(".partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 if __name__ == "__main__":
