@@ -10,18 +10,20 @@ event's name and data, with the run as its subject.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from tripwright.flows.statechart.invokers import InvokeHost
 from tripwright.flows.statechart.outputs import OutgoingEvent
 
 __all__ = ["OUTBOX", "OutboxProcessor", "Processor"]
 
 
-class Processor:
-    """Delivers outgoing events of one send type; subclasses override :meth:`send`."""
+class Processor(ABC):
+    """Delivers outgoing events of one send type; subclasses implement :meth:`send`."""
 
+    @abstractmethod
     def send(self, host: InvokeHost, output: OutgoingEvent) -> None:
         """Deliver ``output`` with the macrostep's checkpoint."""
-        raise NotImplementedError
 
 
 class OutboxProcessor(Processor):
