@@ -23,16 +23,24 @@ class Provider:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str]] = []
+        #: Every attempt of an action, failed or not: (name, key).
+        self.tried: list[tuple[str, str]] = []
         self.fail: set[str] = set()
+        #: Actions that fail this many more times, then succeed.
+        self.flaky: dict[str, int] = {}
         self.fail_undo: dict[str, int] = {}
         self.delays: dict[str, float] = {}
 
     def action(self, name: str) -> Callable[[SagaContext], Any]:
         async def act(ctx: SagaContext) -> str:
+            self.tried.append((name, ctx.idempotency_key))
             if name in self.delays:
                 await ctx.clock.sleep(self.delays[name])
             if name in self.fail:
                 raise RuntimeError(f"{name} refused")
+            if self.flaky.get(name, 0) > 0:
+                self.flaky[name] -= 1
+                raise ConnectionError(f"{name} unreachable")
             self.calls.append(("do", name, ctx.idempotency_key))
             return f"{name}-ok"
 

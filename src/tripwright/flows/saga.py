@@ -3,8 +3,9 @@
 A saga is an ordered list of steps and parallel groups. Each step has an action and,
 usually, a compensation. Before the **pivot** (the point of no return, such as ticketing),
 a failure that retries cannot fix compensates every completed step in reverse order,
-parallel branches included; after the pivot, failures are retried forward. A compensation
-that keeps failing, or a post-pivot step that does, parks the run for an operator (it
+parallel branches included; after the pivot, failures are retried forward (a group whose
+join fails runs its failed branches again) and never compensated. A compensation that
+keeps failing, or a post-pivot step or join that does, parks the run for an operator (it
 waits for the event ``saga.retry`` or ``saga.resolve``): nothing is silently dropped::
 
     trip = Saga("book_trip")
@@ -43,6 +44,7 @@ from tripwright.engine.flow import (
     Fail,
     Flow,
     Goto,
+    Sleep,
     StepContext,
     WaitEvent,
 )
@@ -301,10 +303,10 @@ class Saga:
     # -- engine steps -----------------------------------------------------------------
     def _runner(
         self, element: SagaStep | ParallelGroup, following: str | None
-    ) -> Callable[[StepContext], Awaitable[Goto | Complete]]:
+    ) -> Callable[[StepContext], Awaitable[Goto | Complete | Sleep]]:
         next_step = _next_step(following)
 
-        async def run_step(ctx: StepContext) -> Goto | Complete:
+        async def run_step(ctx: StepContext) -> Goto | Complete | Sleep:
             state = _saga_state(ctx)
             if not _renewing(state, element.name) and (
                 expiry := self._on_expiry(ctx, state, resume=ctx.step)
@@ -464,12 +466,18 @@ class Saga:
 
     async def _run_group(
         self, ctx: StepContext, group: ParallelGroup, next_step: str
-    ) -> Goto | Complete:
+    ) -> Goto | Complete | Sleep:
         state = _saga_state(ctx)
-        keys = {b.name: f"{ctx.idempotency_key}/{b.name}" for b in group.branches}
+        # After the pivot a failed join is retried forward: what it kept is in ``partial``.
+        earlier: dict[str, Any] = state.get("partial", {}).get(group.name) or {}
+        keys: dict[str, str] = earlier.get("keys") or {
+            b.name: f"{ctx.idempotency_key}/{b.name}" for b in group.branches
+        }
+        kept: dict[str, Any] = earlier.get("results", {})
         tasks = {
             b.name: asyncio.ensure_future(self._call_branch(ctx, group, b, keys[b.name]))
             for b in group.branches
+            if b.name not in kept
         }
         if group.join.kind == "race":
             winner = await _first_success(tasks, [b.name for b in group.branches])
@@ -478,8 +486,11 @@ class Saga:
                 tasks[name].cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
             if winner is None:
+                if state["pivoted"]:
+                    return self._join_failed_after_pivot(ctx, group, keys, {}, tasks)
                 state["failure"] = _group_failure(group, tasks)
                 return Goto(COMPENSATE)
+            state.get("partial", {}).pop(group.name, None)
             # Losers that succeeded, and those stopped mid-call (they may have taken
             # effect), are compensated by the next (durable) step.
             losers = [n for n in keys if n != winner and (n in in_flight or not _failed(tasks[n]))]
@@ -488,15 +499,50 @@ class Saga:
             state["race_losers"] = {n: keys[n] for n in losers}
             return Goto(f"race:{group.name}")
         await asyncio.gather(*tasks.values(), return_exceptions=True)
-        succeeded = [n for n in keys if not _failed(tasks[n])]
-        state["done"].append({"name": group.name, "branches": {n: keys[n] for n in succeeded}})
-        if len(succeeded) < group.join.needed(len(group.branches)):
+        results = {
+            n: kept[n] if n in kept else tasks[n].result()
+            for n in keys
+            if n in kept or not _failed(tasks[n])
+        }
+        if len(results) < group.join.needed(len(group.branches)):
+            if state["pivoted"]:
+                return self._join_failed_after_pivot(ctx, group, keys, results, tasks)
+            state["done"].append({"name": group.name, "branches": {n: keys[n] for n in results}})
             state["failure"] = _group_failure(group, tasks)
             return Goto(COMPENSATE)
-        ctx.context.setdefault("results", {})[group.name] = {
-            n: tasks[n].result() for n in succeeded
-        }
+        state.get("partial", {}).pop(group.name, None)
+        state["done"].append({"name": group.name, "branches": {n: keys[n] for n in results}})
+        ctx.context.setdefault("results", {})[group.name] = results
         return self._completed(ctx, group, next_step)
+
+    def _join_failed_after_pivot(
+        self,
+        ctx: StepContext,
+        group: ParallelGroup,
+        keys: dict[str, str],
+        results: dict[str, Any],
+        tasks: Mapping[str, asyncio.Future[Any]],
+    ) -> Sleep | Goto:
+        """Past the pivot a join that failed is never compensated: the group keeps what
+        succeeded and runs the failed branches again (same keys) after a ``forward_retry``
+        backoff; when those attempts run out, the run is parked for an operator."""
+        state = _saga_state(ctx)
+        partial = state.setdefault("partial", {})
+        attempt = int((partial.get(group.name) or {}).get("attempt", 0)) + 1
+        partial[group.name] = {"keys": keys, "results": results, "attempt": attempt}
+        failure = _group_failure(group, tasks)
+        if attempt < self.forward_retry.max_attempts:
+            delay = self.forward_retry.delay(attempt)
+            ctx.note(
+                "join not reached: retrying forward",
+                step=group.name,
+                attempt=attempt,
+                retry_in=round(delay, 6),
+                error=failure["error"],
+            )
+            return Sleep(seconds=delay, then=f"step:{group.name}")
+        state["parked"] = {**failure, "attempts": attempt}
+        return Goto(STUCK)
 
     async def _call_branch(
         self, ctx: StepContext, group: ParallelGroup, item: SagaStep, key: str
@@ -608,7 +654,8 @@ class Saga:
 
     async def _stuck(self, ctx: StepContext) -> WaitEvent:
         state = _saga_state(ctx)
-        failure = ctx.failure or {}
+        # The engine's failure, or one the saga parked itself (a join after the pivot).
+        failure = ctx.failure or state.pop("parked", None) or {}
         state["attention"] = failure
         ctx.note("needs_attention", failure=failure)
         return WaitEvent(names=(RETRY_EVENT, RESOLVE_EVENT), then=OPERATOR, attention=True)
@@ -624,6 +671,8 @@ class Saga:
                 # A wait that timed out is retried by waiting again, for as long again.
                 state.get("waits", {}).pop(stuck[4:], None)
                 return Goto("step:" + stuck[4:])
+            if partial := state.get("partial", {}).get(stuck.partition(":")[2]):
+                partial["attempt"] = 0  # a fresh set of forward attempts for the join
             return Goto(stuck)
         # Resolved by hand: treat the stuck step as done and carry on after it.
         if stuck == COMPENSATE:
@@ -647,7 +696,12 @@ class Saga:
             group = self.element(name)
             assert isinstance(group, ParallelGroup)
             return self._completed(ctx, group, next_step)
-        if stuck.startswith(("step:", "got:")):
+        if partial := state.get("partial", {}).pop(name, None):
+            # A group resolved by hand keeps what its branches achieved.
+            ctx.context.setdefault("results", {})[name] = partial["results"]
+            branches = {n: partial["keys"][n] for n in partial["results"]}
+            state["done"].append({"name": name, "branches": branches, "resolved": True})
+        elif stuck.startswith(("step:", "got:")):
             state["done"].append({"name": name, "key": None, "resolved": True})
         return Goto(next_step)
 
