@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from tripwright.errors import ConfigurationError, TripwrightError
+from tripwright.errors import ConfigurationError, StatechartLoopError, TripwrightError
 from tripwright.flows.statechart.memory import SimulationResult, simulate
 from tripwright.flows.statechart.model import Statechart, parse_delay
 
@@ -88,16 +88,28 @@ def simulate_command(
         str | None, typer.Option("--max-time", help="Stop at this virtual time (30s, 15m, 2h).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    max_microsteps: Annotated[
+        int | None,
+        typer.Option(
+            "--max-microsteps",
+            min=1,
+            help="Steps one macrostep may take (default: the chart's, else 1000).",
+        ),
+    ] = None,
 ) -> None:
     """Run a statechart in memory on virtual time, feeding the timed events, until it
-    terminates, goes idle with nothing pending, or reaches --max-time."""
+    terminates, goes idle with nothing pending, or reaches --max-time. A macrostep that
+    does not end within the microstep limit stops the simulation with exit code 1."""
     try:
         chart = load_statechart(path)
         timeline = load_events(events) if events is not None else []
         limit = parse_delay(max_time) if max_time is not None else None
     except TripwrightError as exc:
         raise _fail(str(exc)) from None
-    result = simulate(chart, timeline, max_time=limit)
+    try:
+        result = simulate(chart, timeline, max_time=limit, max_microsteps=max_microsteps)
+    except StatechartLoopError as exc:
+        raise _fail(str(exc), 1) from None
     if as_json:
         typer.echo(json.dumps(summary(result), default=repr))
         return

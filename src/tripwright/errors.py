@@ -15,6 +15,7 @@ resemble, so ``except LookupError`` keeps working::
     ├── LeaseLostError (RuntimeError)           another worker owns the run now
     ├── StepTimeoutError (TimeoutError)         a step exceeded its timeout
     ├── FinalError                              raised by a step: fail now, never retry
+    │   └── StatechartLoopError (RuntimeError)  a statechart macrostep did not end
     ├── StoreError (RuntimeError)               a storage backend failed
     │   ├── StoreClosedError                    the store was closed
     │   ├── StoreDataError (ValueError)         the database rejected a value
@@ -47,6 +48,7 @@ __all__ = [
     "RunNotFoundError",
     "SchemaError",
     "StatechartError",
+    "StatechartLoopError",
     "StepTimeoutError",
     "StoreClosedError",
     "StoreDataError",
@@ -170,6 +172,62 @@ class StepTimeoutError(TripwrightError, TimeoutError):
 
 class FinalError(TripwrightError):
     """Raise from a step to fail it at once: the retry policy is not consulted."""
+
+
+class StatechartLoopError(FinalError, RuntimeError):
+    """A statechart macrostep ran past its microstep limit without becoming stable.
+
+    An eventless-transition cycle, a ``raise`` or ``send`` chain or a failing eventless
+    guard can keep one macrostep going forever. Past ``limit`` steps the session stops:
+    ``chart`` and ``session`` name it, ``configuration`` is where it was, ``stimulus``
+    what started the macrostep, ``recent`` its last transitions (oldest first) and
+    ``last_error`` the last error event it raised, if any. As a :class:`FinalError` it
+    fails a durable run at once, without retries.
+    """
+
+    def __init__(
+        self,
+        *,
+        chart: str,
+        session: str,
+        configuration: tuple[str, ...],
+        limit: int,
+        stimulus: str,
+        recent: tuple[str, ...],
+        last_error: str | None = None,
+    ) -> None:
+        where = ", ".join(configuration) or "(none)"
+        moves = "; ".join(recent) or "none (only events no transition takes)"
+        message = (
+            f"statechart {chart!r} (session {session}) did not become stable within "
+            f"{limit} microsteps of one macrostep ({stimulus}); configuration: {where}; "
+            f"last transitions: {moves}"
+        )
+        if last_error is not None:
+            message += f"; last error: {last_error}"
+        message += (
+            ". Some eventless transition, raise or send keeps the macrostep going; if the "
+            "chart needs longer macrosteps, raise its max_microsteps"
+        )
+        super().__init__(message, flow=chart)
+        self.chart = chart
+        self.session = session
+        self.configuration = configuration
+        self.limit = limit
+        self.stimulus = stimulus
+        self.recent = recent
+        self.last_error = last_error
+
+    def context(self) -> dict[str, Any]:
+        return {
+            **super().context(),
+            "session": self.session,
+            "configuration": list(self.configuration),
+            "limit": self.limit,
+            "stimulus": self.stimulus,
+            "recent": list(self.recent),
+            "last_error": self.last_error,
+        }
 
 
 class StoreError(TripwrightError, RuntimeError):

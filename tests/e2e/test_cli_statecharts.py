@@ -110,3 +110,48 @@ def test_validate_malformed_file_exits_2_with_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "line 5:" in done.stderr
     assert "unknown key 'evnt'" in done.stderr
+
+
+LOOPING = """\
+statechart: spinner
+max_microsteps: 50
+states:
+  idle:
+    on:
+      - {event: go, target: a}
+  a:
+    on:
+      - {target: b}
+  b:
+    on:
+      - {target: a}
+"""
+
+
+def test_simulate_a_looping_chart_exits_1_naming_the_loop(tmp_path: Path) -> None:
+    """A macrostep that never ends stops the simulation with exit code 1 and the reason;
+    --max-microsteps replaces the chart's limit."""
+    chart = tmp_path / "spinner.yaml"
+    chart.write_text(LOOPING)
+    timeline = tmp_path / "go.json"
+    timeline.write_text(json.dumps([{"event": "go"}]))
+    looped = run_cli(
+        "flows", "simulate", str(chart), "--events", str(timeline), cwd=ROOT, timeout=60
+    )
+    assert looped.returncode == 1
+    assert "statechart 'spinner'" in looped.stderr
+    assert "within 50 microsteps" in looped.stderr
+    assert "b -> a (eventless)" in looped.stderr
+    again = run_cli(
+        "flows",
+        "simulate",
+        str(chart),
+        "--events",
+        str(timeline),
+        "--max-microsteps",
+        "7",
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert again.returncode == 1
+    assert "within 7 microsteps" in again.stderr

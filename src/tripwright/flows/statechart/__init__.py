@@ -10,6 +10,7 @@ expressions and scripts run as Python in the loading process.
 
 from __future__ import annotations
 
+from tripwright.errors import StatechartLoopError
 from tripwright.flows.statechart.builder import (
     Action,
     After,
@@ -127,6 +128,7 @@ __all__ = [
     "StateKind",
     "Statechart",
     "StatechartFlow",
+    "StatechartLoopError",
     "TakenTransition",
     "Transition",
     "TransitionType",

@@ -34,9 +34,10 @@ from tripwright.flows.statechart.walk import not_writable, source_condition
 __all__ = ["SCXML_NS", "TRIPWRIGHT_NS", "format_delay", "to_scxml"]
 
 SCXML_NS = "http://www.w3.org/2005/07/scxml"
-#: Namespace of Tripwright's own attributes (``tw:version``).
+#: Namespace of Tripwright's own attributes (``tw:version``, ``tw:max-microsteps``).
 TRIPWRIGHT_NS = "https://tripwright.dev/scxml"
 _VERSION = f"{{{TRIPWRIGHT_NS}}}version"
+_LIMIT = f"{{{TRIPWRIGHT_NS}}}max-microsteps"
 
 # ---------------------------------------------------------------- writing
 
@@ -87,6 +88,8 @@ class _Writer:
             attrs["binding"] = chart.binding
         if chart.version != 1:
             attrs[_VERSION] = str(chart.version)
+        if chart.max_microsteps is not None:
+            attrs[_LIMIT] = str(chart.max_microsteps)
         tag = f"{{{SCXML_NS}}}scxml"
         root = ET.Element(tag, attrs) if parent is None else ET.SubElement(parent, tag, attrs)
         self.datamodel(root, chart.datamodel)

@@ -64,6 +64,8 @@ class _Writer:
             out["initial"] = _join(chart.initial.targets)
         if chart.binding != "early":
             out["binding"] = chart.binding
+        if chart.max_microsteps is not None:
+            out["max_microsteps"] = chart.max_microsteps
         if chart.script is not None:
             out["script"] = chart.script.source
         if chart.datamodel:

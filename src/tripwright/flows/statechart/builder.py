@@ -322,8 +322,10 @@ def statechart(
     script: str | None = None,
     binding: str = "early",
     version: int = 1,
+    max_microsteps: int | None = None,
 ) -> Statechart:
-    """A statechart of top-level ``states`` (the first is initial unless ``initial``)."""
+    """A statechart of top-level ``states`` (the first is initial unless ``initial``);
+    ``max_microsteps`` bounds one macrostep (see :class:`~.model.Statechart`)."""
     if binding not in ("early", "late"):
         raise StatechartError(f"binding must be 'early' or 'late', not {binding!r}")
     initial_targets = _targets(initial)
@@ -335,4 +337,5 @@ def statechart(
         script=Script(script) if script is not None else None,
         binding="early" if binding == "early" else "late",
         version=version,
+        max_microsteps=max_microsteps,
     )

@@ -23,6 +23,9 @@ sends, invoked children), so a macrostep and everything it caused commit togethe
   no transition takes is journaled as ignored; logs and error events are ``note``s.
 * The run completes when the machine reaches a top-level final state, with its done
   data as the result.
+* A macrostep past the chart's microstep limit raises
+  :class:`~tripwright.errors.StatechartLoopError`, a ``FinalError``: the run fails at
+  once, with its last checkpoint kept and the event that started the macrostep queued.
 
 Time inside the machine is *logical*: a macrostep runs at the time its stimulus became
 due (a timer's due time, an event's send time), never earlier than the previous one. A

@@ -16,6 +16,11 @@ invocations of host services come back as outputs in the :class:`~.outputs.Macro
 (see :mod:`.outputs`). Errors in content or expressions become ``error.execution``
 events, never exceptions; only misuse of the API raises.
 
+A macrostep is bounded: past ``max_microsteps`` steps (the chart's, else 1000) it stops
+with :class:`~tripwright.errors.StatechartLoopError` and the session with it. Microsteps
+count, and so do internal events no transition takes (a failing eventless guard loops
+on those) and the macrosteps of invoked children run within it.
+
 Events a session sends to itself without a delay (and events from invoked child charts)
 wait in its external queue: after each macrostep, while :attr:`Interpreter.pending` is
 true, the host calls :meth:`Interpreter.step` to process the next one (each its own
@@ -30,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from tripwright.errors import InvalidRunStateError
+from tripwright.errors import InvalidRunStateError, StatechartLoopError
 from tripwright.flows.statechart.compiled import CompiledChart, CState, CTransition, compile_chart
 from tripwright.flows.statechart.context import ActionContext
 from tripwright.flows.statechart.datamodel import (
@@ -51,7 +56,7 @@ from tripwright.flows.statechart.invoke import (
     cancel_invokes,
     start_invokes,
 )
-from tripwright.flows.statechart.model import Statechart
+from tripwright.flows.statechart.model import Statechart, check_limit
 from tripwright.flows.statechart.outputs import (
     DelayedSend,
     ErrorEntry,
@@ -73,7 +78,12 @@ from tripwright.flows.statechart.snapshot import (
     take_snapshot,
 )
 
-__all__ = ["Interpreter"]
+__all__ = ["DEFAULT_MAX_MICROSTEPS", "Interpreter"]
+
+#: Steps one macrostep may take when neither the chart nor the interpreter sets a limit.
+DEFAULT_MAX_MICROSTEPS = 1000
+#: Transitions a loop error shows.
+_RECENT = 5
 
 _SCXML_URI = "http://www.w3.org/TR/scxml/#SCXMLEventProcessor"
 _NO_OUTPUTS: tuple[Output, ...] = ()
@@ -86,6 +96,8 @@ class Interpreter:
     so ``due`` equals the delay). ``optimise=False`` runs the plain algorithm on every
     event, without the cached selections and plans (for tests that compare the two).
     ``resolve`` maps an invoke's ``src`` to the child chart to run (see :mod:`.invoke`).
+    ``max_microsteps`` replaces the chart's limit on the steps of one macrostep (children
+    keep their own charts' limits).
     """
 
     __slots__ = (
@@ -96,10 +108,12 @@ class Interpreter:
         "_donedata",
         "_event",
         "_external",
+        "_failure",
         "_history",
         "_internal",
         "_invoked",
         "_invokeid",
+        "_limit",
         "_micro",
         "_nested",
         "_now",
@@ -111,6 +125,8 @@ class Interpreter:
         "_running",
         "_started",
         "_state",
+        "_steps",
+        "_stimulus",
         "_to_invoke",
         "chart",
         "helpers",
@@ -128,8 +144,17 @@ class Interpreter:
         now: Callable[[], float] | None = None,
         optimise: bool = True,
         resolve: Callable[[str], Statechart] | None = None,
+        max_microsteps: int | None = None,
     ) -> None:
         self.chart: CompiledChart = compile_chart(chart)
+        if max_microsteps is not None:
+            check_limit(max_microsteps, f"session {session_id!r}")
+        else:
+            max_microsteps = chart.max_microsteps or DEFAULT_MAX_MICROSTEPS
+        self._limit = max_microsteps
+        self._steps = 0
+        self._stimulus = "starting"
+        self._failure: StatechartLoopError | None = None
         self._optimise = optimise
         self.resolve = resolve
         self._invoked: dict[str, Invocation] | None = None
@@ -222,15 +247,19 @@ class Interpreter:
         self._started = True
         self._running = True
         self._begin()
+        self._stimulus = "starting"
         chart = self.chart
         if data or chart.script is not None or chart.has_data:
             init_datamodel(self, data)
         root = chart.states[0]
         assert root.initial is not None
         plan, _ = chart.build_plan(0, (root.initial,), {})
-        self._microstep(plan, None, ())
-        self._stabilise()
-        return self._finish(None, ignored=False)
+        try:
+            self._microstep(plan, None, ())
+            self._stabilise()
+            return self._finish(None, ignored=False)
+        except StatechartLoopError as exc:
+            raise self._stop(exc) from None
 
     def send(self, event: Event) -> Macrostep:
         """Process one external event as a whole macrostep.
@@ -241,6 +270,10 @@ class Interpreter:
         if not self._running:
             if not self._started:
                 raise InvalidRunStateError(f"session {self.session_id!r} was not started")
+            if self._failure is not None:
+                raise InvalidRunStateError(
+                    f"session {self.session_id!r} was stopped by a loop: {self._failure.message}"
+                )
             return Macrostep(event, (), _NO_OUTPUTS, self.configuration, True)
         if event.sendid is not None and self._delayed:
             self._delayed.pop(event.sendid, None)
@@ -271,17 +304,21 @@ class Interpreter:
 
     def _slow_send(self, event: Event, found: Any) -> Macrostep:
         self._begin()
-        if (self._invoked or event.invokeid is not None) and not before_external(self, event):
-            found = None  # from an invocation that was cancelled: ignored
-        if found is None:
-            ignored = True
-        elif found.__class__ is Plan:
-            ignored = False
-            self._microstep(found, event, ())
-        else:
-            ignored = not self._take(found, event)
-        self._stabilise()
-        return self._finish(event, ignored=ignored)
+        self._stimulus = f"event {event.name!r}"
+        try:
+            if (self._invoked or event.invokeid is not None) and not before_external(self, event):
+                found = None  # from an invocation that was cancelled: ignored
+            if found is None:
+                ignored = True
+            elif found.__class__ is Plan:
+                ignored = False
+                self._microstep(found, event, ())
+            else:
+                ignored = not self._take(found, event)
+            self._stabilise()
+            return self._finish(event, ignored=ignored)
+        except StatechartLoopError as exc:
+            raise self._stop(exc) from None
 
     def step(self) -> Macrostep | None:
         """Process the next event of this session's external queue; ``None`` if empty."""
@@ -304,8 +341,12 @@ class Interpreter:
             if step is None:
                 return None
             self._begin()
-            self.adopt(step)
-            return self._finish(None, ignored=False)
+            self._stimulus = f"delayed send {sendid!r} of session {session}"
+            try:
+                self.adopt(step)
+                return self._finish(None, ignored=False)
+            except StatechartLoopError as exc:
+                raise self._stop(exc) from None
         pending = self._delayed.pop(sendid, None) if self._delayed else None
         if pending is None or not self._running:
             return None
@@ -314,9 +355,13 @@ class Interpreter:
         if kind in SCXML_TYPES and target in (None, "#_external", self._own_address()):
             return self.send(event)
         self._begin()
-        self._route(event, target, kind)
-        self._stabilise()
-        return self._finish(None, ignored=False)
+        self._stimulus = f"delayed send {sendid!r}"
+        try:
+            self._route(event, target, kind)
+            self._stabilise()
+            return self._finish(None, ignored=False)
+        except StatechartLoopError as exc:
+            raise self._stop(exc) from None
 
     def _find_child(self, session: str) -> Interpreter | None:
         for invocation in (self._invoked or {}).values():
@@ -346,11 +391,17 @@ class Interpreter:
         now: Callable[[], float] | None = None,
         optimise: bool = True,
         resolve: Callable[[str], Statechart] | None = None,
+        max_microsteps: int | None = None,
     ) -> Interpreter:
         """An interpreter that carries on exactly where ``snapshot`` was taken."""
         check_snapshot(chart, snapshot)
         self = cls(
-            chart, session_id=snapshot["session_id"], now=now, optimise=optimise, resolve=resolve
+            chart,
+            session_id=snapshot["session_id"],
+            now=now,
+            optimise=optimise,
+            resolve=resolve,
+            max_microsteps=max_microsteps,
         )
         load_snapshot(self, snapshot)
         return self
@@ -404,6 +455,7 @@ class Interpreter:
                 child = invocation.child
                 if child is None or not child.pending or invokeid not in (self._invoked or {}):
                     continue
+                self._count()
                 step = child.step()
                 if step is not None:
                     self.adopt(step)
@@ -527,6 +579,38 @@ class Interpreter:
         self._micro = None
         self._rejected = None
         self._nested = None
+        self._steps = 0
+
+    def _count(self) -> None:
+        """One more step of the macrostep running; past the limit it is a loop."""
+        self._steps += 1
+        if self._steps > self._limit:
+            raise self._loop_error()
+
+    def _loop_error(self) -> StatechartLoopError:
+        recent = tuple(_describe(self.chart, m) for m in (self._micro or ())[-_RECENT:])
+        errors = [o for o in self._out or () if isinstance(o, ErrorEntry)]
+        event = self._event
+        stimulus = self._stimulus
+        if event is not None and event.type in ("internal", "platform"):
+            stimulus += f", then internal event {event.name!r}"
+        return StatechartLoopError(
+            chart=self.chart.name,
+            session=self.session_id,
+            configuration=self.configuration,
+            limit=self._limit,
+            stimulus=stimulus,
+            recent=recent,
+            last_error=errors[-1].message if errors else None,
+        )
+
+    def _stop(self, error: StatechartLoopError) -> StatechartLoopError:
+        """The session stops where the loop left it: it refuses further events."""
+        self._running = False
+        self._failure = error
+        self._internal = None
+        self._begin()
+        return error
 
     def _finish(self, event: Event | None, *, ignored: bool) -> Macrostep:
         if self._invoked:
@@ -684,7 +768,8 @@ class Interpreter:
                 self._event = event
                 if self._ns is not None:
                     self._ns["_event"] = event
-                self._select_and_take(event.name, event)
+                if not self._select_and_take(event.name, event):
+                    self._count()  # an event no transition takes still is a step
             if not self._alive():
                 break
             if self._to_invoke:
@@ -699,6 +784,9 @@ class Interpreter:
         return self._running
 
     def _microstep(self, plan: Plan, event: Event | None, guards: tuple[GuardOutcome, ...]) -> None:
+        self._steps += 1
+        if self._steps > self._limit:
+            raise self._loop_error()
         micro = Microstep(event, plan.source_ids, plan.taken, guards, plan.target_ids, plan.actions)
         if self._micro is None:
             self._micro = [micro]
@@ -798,3 +886,21 @@ class Interpreter:
     def _cancel_invokes(self, s: CState) -> None:
         if self._invoked:
             cancel_invokes(self, s)
+
+
+def _describe(chart: CompiledChart, micro: Microstep) -> str:
+    """A microstep as a loop error shows it: ``a -> b on 'e'`` or ``a -> b (eventless)``."""
+    moves = []
+    eventless = True
+    for t in micro.transitions:
+        moves.append(
+            f"{t.source or '(initial)'} -> {', '.join(t.targets)}"
+            if t.targets
+            else f"{t.source} (targetless)"
+        )
+        source = chart.by_id.get(t.source)
+        if t.index >= 0 and source is not None and source.transitions[t.index].events:
+            eventless = False
+    if eventless or micro.event is None:
+        return " + ".join(moves) + " (eventless)"
+    return " + ".join(moves) + f" on {micro.event.name!r}"

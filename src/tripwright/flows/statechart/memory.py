@@ -45,6 +45,8 @@ class MachineRunner:
     macrostep, round-trips the snapshot through JSON and carries on with a restored
     interpreter: a run must not change because of it (that is what makes durable
     checkpoints sound). ``optimise=False`` runs the interpreter without its caches.
+    ``max_microsteps`` replaces the chart's limit on one macrostep (a macrostep past it
+    raises :class:`~tripwright.errors.StatechartLoopError`).
     """
 
     def __init__(
@@ -55,13 +57,19 @@ class MachineRunner:
         start: float = 0.0,
         restore_every_step: bool = False,
         optimise: bool = True,
+        max_microsteps: int | None = None,
     ) -> None:
         self.chart = chart
         self.optimise = optimise
+        self.max_microsteps = max_microsteps
         self.time = start
         self.restore_every_step = restore_every_step
         self.interpreter = Interpreter(
-            chart, session_id=session_id, now=self._now, optimise=optimise
+            chart,
+            session_id=session_id,
+            now=self._now,
+            optimise=optimise,
+            max_microsteps=max_microsteps,
         )
         self.macrosteps: list[Macrostep] = []
         self.outputs: list[Output] = []
@@ -160,7 +168,11 @@ class MachineRunner:
         if self.restore_every_step:
             state = json.loads(json.dumps(self.interpreter.snapshot()))
             self.interpreter = Interpreter.restore(
-                self.chart, state, now=self._now, optimise=self.optimise
+                self.chart,
+                state,
+                now=self._now,
+                optimise=self.optimise,
+                max_microsteps=self.max_microsteps,
             )
         return step
 
@@ -203,11 +215,15 @@ def simulate(
     max_time: float | None = None,
     data: Mapping[str, Any] | None = None,
     session_id: str = "simulation",
+    max_microsteps: int | None = None,
 ) -> SimulationResult:
     """Run ``chart`` in memory, delivering ``events`` (``(at_seconds, name, data)``) and
     delayed sends in time order, until it terminates, has nothing left to do, or
-    ``max_time`` is reached. Delayed sends due at an event's time fire before it."""
-    runner = MachineRunner(chart, session_id=session_id)
+    ``max_time`` is reached. Delayed sends due at an event's time fire before it.
+
+    A macrostep past the microstep limit (``max_microsteps``, else the chart's) raises
+    :class:`~tripwright.errors.StatechartLoopError`."""
+    runner = MachineRunner(chart, session_id=session_id, max_microsteps=max_microsteps)
     runner.start(data)
     limited = False  # stopped by max_time with something still to come
     for at, name, payload in sorted(events, key=lambda e: e[0]):

@@ -53,6 +53,7 @@ __all__ = [
     "Statechart",
     "Transition",
     "TransitionType",
+    "check_limit",
     "parse_delay",
 ]
 
@@ -367,6 +368,9 @@ class Statechart:
     ``binding`` ``early`` initialises every state's data at start; ``late`` when the
     state is first entered. ``script`` is Python run once before the machine starts
     (and again on restore): put helper functions and imports there, state in ``datamodel``.
+    ``max_microsteps`` bounds the steps of one macrostep (``None``: the interpreter's
+    default, 1000); past it the session stops with
+    :class:`~tripwright.errors.StatechartLoopError`.
     """
 
     name: str
@@ -376,6 +380,7 @@ class Statechart:
     script: Script | None = None
     binding: Literal["early", "late"] = "early"
     version: int = 1
+    max_microsteps: int | None = None
     line: int | None = field(default=None, compare=False)
     _index: dict[str, State] = field(init=False, repr=False, compare=False, hash=False)
     _parents: dict[str, str | None] = field(init=False, repr=False, compare=False, hash=False)
@@ -387,6 +392,8 @@ class Statechart:
             raise StatechartError(
                 f"binding must be 'early' or 'late', not {self.binding!r}", line=self.line
             )
+        if self.max_microsteps is not None:
+            check_limit(self.max_microsteps, f"statechart {self.name!r}", self.line)
         index: dict[str, State] = {}
         parents: dict[str, str | None] = {}
 
@@ -456,3 +463,13 @@ def parse_delay(value: object) -> float:
         if match:
             return float(match.group(1)) * _UNIT[match.group(2)]
     raise StatechartError(f"not a delay: {value!r} (use seconds or e.g. '500ms', '15m', '2h')")
+
+
+def check_limit(value: object, what: str, line: int | None = None) -> int:
+    """A microstep limit: a whole number of at least 1 (else :class:`StatechartError`)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise StatechartError(
+            f"max_microsteps of {what} must be a whole number of at least 1, not {value!r}",
+            line=line,
+        )
+    return value

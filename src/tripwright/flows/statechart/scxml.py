@@ -15,8 +15,9 @@ Every model element keeps the line of its element. A malformed document -- not
 well-formed XML, an unknown element or attribute in the SCXML namespace, a missing
 required attribute, Python that does not compile -- raises :class:`StatechartError` with
 the line and the reason. Elements and attributes of other namespaces are ignored, as the
-recommendation allows, except ``tw:version`` (``xmlns:tw="https://tripwright.dev/scxml"``)
-on the root, which carries the chart's version.
+recommendation allows, except ``tw:version`` and ``tw:max-microsteps``
+(``xmlns:tw="https://tripwright.dev/scxml"``) on the root, which carry the chart's
+version and its microstep limit.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from tripwright.flows.statechart.xmltree import XmlNode, parse_xml
 __all__ = ["SCXML_NS", "TRIPWRIGHT_NS", "format_delay", "load_scxml", "to_scxml"]
 
 _VERSION = f"{{{TRIPWRIGHT_NS}}}version"
+_LIMIT = f"{{{TRIPWRIGHT_NS}}}max-microsteps"
 
 _ATTRIBUTES: dict[str, frozenset[str]] = {
     name: frozenset(attrs.split())
@@ -176,6 +178,14 @@ class _Reader:
                 chart_version = int(node.attrs[_VERSION])
             except ValueError:
                 raise self.fail(node, "tw:version must be an integer") from None
+        limit = None
+        if _LIMIT in node.attrs:
+            try:
+                limit = int(node.attrs[_LIMIT])
+            except ValueError:
+                limit = 0
+            if limit < 1:
+                raise self.fail(node, "tw:max-microsteps must be a whole number of at least 1")
         self.check_text(node)
         states: list[State] = []
         data: list[Data] = []
@@ -202,6 +212,7 @@ class _Reader:
             script=script,
             binding="early" if binding == "early" else "late",
             version=chart_version,
+            max_microsteps=limit,
             line=node.line,
         )
 

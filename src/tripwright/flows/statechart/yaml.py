@@ -143,7 +143,16 @@ class _Reader:
         top = self.mapping(
             node,
             "a statechart",
-            ("statechart", "version", "initial", "binding", "script", "data", "states"),
+            (
+                "statechart",
+                "version",
+                "initial",
+                "binding",
+                "max_microsteps",
+                "script",
+                "data",
+                "states",
+            ),
         )
         name = self.need(node, top, "statechart", "a statechart")
         version = 1
@@ -157,6 +166,14 @@ class _Reader:
             raise self.fail(
                 top["binding"][1], f"binding must be 'early' or 'late', not {binding!r}"
             )
+        limit = None
+        if "max_microsteps" in top:
+            raw = self.value(top["max_microsteps"][1])
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+                raise self.fail(
+                    top["max_microsteps"][1], "max_microsteps must be a whole number of at least 1"
+                )
+            limit = raw
         if "states" not in top:
             raise self.fail(node, f"statechart {name!r} has no states")
         initial = top.get("initial")
@@ -175,6 +192,7 @@ class _Reader:
             else None,
             binding="early" if binding == "early" else "late",
             version=version,
+            max_microsteps=limit,
             line=self.line(node),
         )
 
