@@ -5,7 +5,9 @@ initial transition), then takes ``quote hold pay ticket complete rebook quote ca
 events sent to it before the worker starts, each one macrostep in one engine step and one
 checkpoint, and ends in the final state ``cancelled``: 9 transitions per run. One
 in-process worker at concurrency 64 runs them; the engine's plain 5-step flow is measured
-on the same store in the same run (``engine_throughput.tripwright_rate``).
+on the same store in the same run (``engine_throughput.tripwright_rate``). Each row also
+carries the process CPU time (main and store threads) per transition and per engine step
+of the measured parts: on a shared machine, a steadier comparison than the rates.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.engine_throughput import PG_DB, _ensure_pg_db, tripwright_rate
+from benchmarks.engine_throughput import PG_DB, STEPS, _ensure_pg_db, tripwright_rate
 from tripwright.engine import Engine, EngineConfig, FlowRegistry, RunStatus
 from tripwright.engine.store import create_store, upgrade
 from tripwright.flows.statechart import Statechart, StatechartFlow
@@ -28,8 +30,11 @@ LIFECYCLE = ["quote", "hold", "pay", "ticket", "complete", "rebook", "quote", "c
 TRANSITIONS = 1 + len(LIFECYCLE)
 
 
-async def statechart_rate(url: str, chart: Statechart, concurrency: int, runs: int) -> float:
-    """Transitions/s of one worker taking ``runs`` machines through the lifecycle."""
+async def statechart_rate(
+    url: str, chart: Statechart, concurrency: int, runs: int, *, cpu: list[float] | None = None
+) -> float:
+    """Transitions/s of one worker taking ``runs`` machines through the lifecycle (the
+    process CPU seconds of the measured part are appended to ``cpu``, if given)."""
     flow = StatechartFlow(chart)
     store = create_store(url)
     await store.open()
@@ -45,9 +50,11 @@ async def statechart_rate(url: str, chart: Statechart, concurrency: int, runs: i
             for name in LIFECYCLE:
                 await engine.send(run.id, name)
         worker = engine.worker()
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         await worker.run_until_idle()
         seconds = time.perf_counter() - began
+        if cpu is not None:
+            cpu.append(time.process_time() - cpu_began)
         counts = await store.count_runs(flow=flow.name)
         if counts.get(RunStatus.COMPLETED.value) != runs:
             raise RuntimeError(f"not every machine completed: {counts}")
@@ -66,10 +73,11 @@ async def _measure(chart: Statechart, runs: int, concurrency: int) -> list[dict[
                 await asyncio.to_thread(upgrade, url)
         else:
             urls = [await _ensure_pg_db(PG_DB), ""]
-        _, steps = await tripwright_rate(urls[0], concurrency, runs)
+        cpu: list[float] = []
+        _, steps = await tripwright_rate(urls[0], concurrency, runs, cpu=cpu)
         if store == "postgres":
             urls[1] = await _ensure_pg_db(PG_DB)  # emptied again
-        rate = await statechart_rate(urls[1], chart, concurrency, runs)
+        rate = await statechart_rate(urls[1], chart, concurrency, runs, cpu=cpu)
         rows.append(
             {
                 "system": "tripwright",
@@ -78,6 +86,8 @@ async def _measure(chart: Statechart, runs: int, concurrency: int) -> list[dict[
                 "transitions_per_s": rate,
                 "engine_steps_per_s": steps,
                 "vs_engine": rate / steps,
+                "cpu_us_per_transition": cpu[1] * 1e6 / (runs * TRANSITIONS),
+                "engine_cpu_us_per_step": cpu[0] * 1e6 / (runs * STEPS),
             }
         )
     return rows

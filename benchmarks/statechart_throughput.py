@@ -21,8 +21,10 @@ in the same run.
 
 ``--json`` writes ``{"rows": [{system, store, concurrency, transitions_per_s}, ...],
 "bytes_per_instance": {system: bytes}}``; durable rows also carry
-``engine_steps_per_s`` and ``vs_engine``. Durable rows (``store`` sqlite/postgres) are
-added by measurement functions in :data:`MEASUREMENTS`, one per system and store.
+``engine_steps_per_s``, ``vs_engine``, ``cpu_us_per_transition`` and
+``engine_cpu_us_per_step`` (process CPU of the measured parts). Durable rows (``store``
+sqlite/postgres) are added by measurement functions in :data:`MEASUREMENTS`, one per
+system and store.
 """
 
 from __future__ import annotations
@@ -303,7 +305,9 @@ def main() -> None:
             f"{rate:,.0f}",
             f"{rate / best_peer:.2f}x"
             if row["store"] == "memory"
-            else f"{row['vs_engine']:.2f}x engine ({row['engine_steps_per_s']:,.0f} steps/s)",
+            else f"{row['vs_engine']:.2f}x engine ({row['engine_steps_per_s']:,.0f} steps/s); "
+            f"CPU {row['cpu_us_per_transition']:,.0f} µs/transition, "
+            f"{row['engine_cpu_us_per_step']:,.0f} µs/step",
             f"{sizes[row['system']]:,.0f}" if row["store"] == "memory" else "",
         )
     Console().print(table)

@@ -193,6 +193,7 @@ class RunExecutor:
         # claimed (already due, so a takeover after a crash is immediate); keeping indexed
         # columns unchanged lets PostgreSQL apply step checkpoints as HOT updates.
         due_anchor = run.due_at if run.due_at is not None else self._clock.now()
+        state_json: str | None = None  # ``state`` as the last committed checkpoint wrote it
         while True:
             if not flow.has_step(step):
                 await self._fail_outright(
@@ -210,8 +211,11 @@ class RunExecutor:
                 )
                 return
             spec = flow.get_step(step)
-            # What the run was before this step, to fall back to if the store refuses it.
-            before = _Before(step, context_json, codec.dumps(state))
+            # What the run was before this step, to fall back to if the store refuses it
+            # (after a committed step: the state that checkpoint wrote).
+            before = _Before(
+                step, context_json, state_json if state_json is not None else codec.dumps(state)
+            )
             before_seq = journal.seq
             attempt = int(state.get("attempt", 1))
             visit = int(state["visits"].get(step, 0))
@@ -258,6 +262,7 @@ class RunExecutor:
                 step = checkpoint.step
                 event = None  # the failed step's event was consumed with its failure
                 timed_out = False
+                state_json = checkpoint.state
                 continue
 
             now = self._clock.now()
@@ -392,6 +397,7 @@ class RunExecutor:
             if not await self._commit(checkpoint, journal, before):
                 return
             context_json = new_context
+            state_json = checkpoint.state
             if next_step is None:
                 return
             step = next_step
@@ -836,7 +842,8 @@ def _check_outcome(flow: Flow, step: str, outcome: object) -> Outcome | None:
                 flow=flow.name,
                 step=step,
             )
-        codec.dumps(list(outcome.names), what="event names")
+        if outcome.names:
+            codec.dumps(list(outcome.names), what="event names")
         for name in outcome.names:
             if not isinstance(name, str) or "|" in codec.check_name(name, "event name"):
                 raise DefinitionError(

@@ -169,7 +169,9 @@ class StatechartFlow(Flow):
             machine = Interpreter(self.chart, session_id=ctx.run_id, now=lambda: clock[0])
             step: Macrostep | None = machine.start(_start_data(ctx.input, ctx.run_id))
         else:
-            machine = Interpreter.restore(self.chart, box["snapshot"], now=lambda: clock[0])
+            machine = Interpreter.restore(
+                self.chart, box["snapshot"], now=lambda: clock[0], session_id=ctx.run_id
+            )
             timers = {p["sendid"] for p in machine.pending_sends}
             inbox = list(box.get("inbox", ()))
             services = dict(box.get("services", {}))
@@ -192,7 +194,7 @@ class StatechartFlow(Flow):
             _journal(ctx, step, stimulus, clock[0])
             self._effects(ctx, host, step, timers, services)
             inbox.extend(e.to_json() for e in host.take_deliveries())
-        snapshot = machine.snapshot()
+        snapshot = machine.compact_snapshot()  # encoded with the context at the checkpoint
         if machine.terminated:
             for sendid in sorted(timers):  # whatever the session left pending dies with it
                 ctx.cancel_timer(sendid)

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from tripwright.errors import InvalidRunStateError, StatechartLoopError
+from tripwright.errors import InvalidRunStateError, StatechartError, StatechartLoopError
 from tripwright.flows.statechart.compiled import CompiledChart, CState, CTransition, compile_chart
 from tripwright.flows.statechart.context import ActionContext
 from tripwright.flows.statechart.datamodel import (
@@ -75,6 +75,7 @@ from tripwright.flows.statechart.snapshot import (
     Snapshot,
     check_snapshot,
     load_snapshot,
+    take_compact,
     take_snapshot,
 )
 
@@ -382,22 +383,32 @@ class Interpreter:
         ContextNotSerializableError naming a variable that holds a non-JSON value."""
         return take_snapshot(self)
 
+    def compact_snapshot(self) -> dict[str, Any]:
+        """This session in the compact form (see :func:`.snapshot.take_compact`): for a
+        host that encodes it at once, and restores it with ``session_id=``."""
+        return take_compact(self)
+
     @classmethod
     def restore(
         cls,
         chart: Statechart,
-        snapshot: Snapshot,
+        snapshot: Snapshot | Mapping[str, Any],
         *,
         now: Callable[[], float] | None = None,
         optimise: bool = True,
         resolve: Callable[[str], Statechart] | None = None,
         max_microsteps: int | None = None,
+        session_id: str | None = None,
     ) -> Interpreter:
-        """An interpreter that carries on exactly where ``snapshot`` was taken."""
+        """An interpreter that carries on exactly where ``snapshot`` was taken (a compact
+        snapshot names no session: ``session_id`` does)."""
         check_snapshot(chart, snapshot)
+        sid = session_id if session_id is not None else snapshot.get("session_id")
+        if not isinstance(sid, str):
+            raise StatechartError("restoring a compact snapshot needs its session_id")
         self = cls(
             chart,
-            session_id=snapshot["session_id"],
+            session_id=sid,
             now=now,
             optimise=optimise,
             resolve=resolve,
