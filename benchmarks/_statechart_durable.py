@@ -5,7 +5,9 @@ initial transition), then takes ``quote hold pay ticket complete rebook quote ca
 events sent to it before the worker starts, each one macrostep in one engine step and one
 checkpoint, and ends in the final state ``cancelled``: 9 transitions per run. One
 in-process worker at concurrency 64 runs them; the engine's plain 5-step flow is measured
-on the same store in the same run (``engine_throughput.tripwright_rate``). Each row also
+on the same store in the same run (``engine_throughput.tripwright_rate``). A second row per
+store runs the same machines with ``macrosteps_per_checkpoint=BATCHED`` (the events already
+queued taken as up to that many macrosteps per checkpoint). Each row also
 carries the process CPU time (main and store threads) per transition and per engine step
 of the measured parts: on a shared machine, a steadier comparison than the rates.
 """
@@ -28,14 +30,22 @@ __all__ = ["LIFECYCLE", "durable_rows", "statechart_rate"]
 LIFECYCLE = ["quote", "hold", "pay", "ticket", "complete", "rebook", "quote", "cancel"]
 #: Transitions per run: the initial one and one per event.
 TRANSITIONS = 1 + len(LIFECYCLE)
+#: Macrosteps per checkpoint of the second row per store.
+BATCHED = 4
 
 
 async def statechart_rate(
-    url: str, chart: Statechart, concurrency: int, runs: int, *, cpu: list[float] | None = None
+    url: str,
+    chart: Statechart,
+    concurrency: int,
+    runs: int,
+    *,
+    cpu: list[float] | None = None,
+    per_checkpoint: int = 1,
 ) -> float:
     """Transitions/s of one worker taking ``runs`` machines through the lifecycle (the
     process CPU seconds of the measured part are appended to ``cpu``, if given)."""
-    flow = StatechartFlow(chart)
+    flow = StatechartFlow(chart, macrosteps_per_checkpoint=per_checkpoint)
     store = create_store(url)
     await store.open()
     try:
@@ -68,28 +78,35 @@ async def _measure(chart: Statechart, runs: int, concurrency: int) -> list[dict[
     rows: list[dict[str, Any]] = []
     for store in ("sqlite", "postgres"):
         if store == "sqlite":
-            urls = [f"sqlite:///{work / name}.db" for name in ("engine", "chart")]
-            for url in urls:
-                await asyncio.to_thread(upgrade, url)
+            urls = [f"sqlite:///{work / 'engine'}.db", ""]
+            await asyncio.to_thread(upgrade, urls[0])
         else:
             urls = [await _ensure_pg_db(PG_DB), ""]
-        cpu: list[float] = []
-        _, steps = await tripwright_rate(urls[0], concurrency, runs, cpu=cpu)
-        if store == "postgres":
-            urls[1] = await _ensure_pg_db(PG_DB)  # emptied again
-        rate = await statechart_rate(urls[1], chart, concurrency, runs, cpu=cpu)
-        rows.append(
-            {
-                "system": "tripwright",
-                "store": store,
-                "concurrency": concurrency,
-                "transitions_per_s": rate,
-                "engine_steps_per_s": steps,
-                "vs_engine": rate / steps,
-                "cpu_us_per_transition": cpu[1] * 1e6 / (runs * TRANSITIONS),
-                "engine_cpu_us_per_step": cpu[0] * 1e6 / (runs * STEPS),
-            }
-        )
+        engine_cpu: list[float] = []
+        _, steps = await tripwright_rate(urls[0], concurrency, runs, cpu=engine_cpu)
+        for per_checkpoint in (1, BATCHED):
+            if store == "postgres":
+                urls[1] = await _ensure_pg_db(PG_DB)  # emptied again
+            else:
+                urls[1] = f"sqlite:///{work / f'chart-{per_checkpoint}'}.db"
+                await asyncio.to_thread(upgrade, urls[1])
+            cpu: list[float] = []
+            rate = await statechart_rate(
+                urls[1], chart, concurrency, runs, cpu=cpu, per_checkpoint=per_checkpoint
+            )
+            rows.append(
+                {
+                    "system": "tripwright",
+                    "store": store,
+                    "concurrency": concurrency,
+                    "macrosteps_per_checkpoint": per_checkpoint,
+                    "transitions_per_s": rate,
+                    "engine_steps_per_s": steps,
+                    "vs_engine": rate / steps,
+                    "cpu_us_per_transition": cpu[0] * 1e6 / (runs * TRANSITIONS),
+                    "engine_cpu_us_per_step": engine_cpu[0] * 1e6 / (runs * STEPS),
+                }
+            )
     return rows
 
 

@@ -17,11 +17,13 @@ started machines.
 Part (2), durable (:mod:`benchmarks._statechart_durable`): ``--runs`` machines on SQLite
 and on PostgreSQL at concurrency 64, each taking the lifecycle one macrostep (one engine
 step, one checkpoint) per event, next to the engine's steps/s measured on the same store
-in the same run.
+in the same run; and the same with up to ``BATCHED`` queued macrosteps per checkpoint
+(``StatechartFlow(chart, macrosteps_per_checkpoint=...)``).
 
 ``--json`` writes ``{"rows": [{system, store, concurrency, transitions_per_s}, ...],
 "bytes_per_instance": {system: bytes}}``; durable rows also carry
-``engine_steps_per_s``, ``vs_engine``, ``cpu_us_per_transition`` and
+``macrosteps_per_checkpoint``, ``engine_steps_per_s``, ``vs_engine``,
+``cpu_us_per_transition`` and
 ``engine_cpu_us_per_step`` (process CPU of the measured parts). Durable rows (``store``
 sqlite/postgres) are added by measurement functions in :data:`MEASUREMENTS`, one per
 system and store.
@@ -298,8 +300,9 @@ def main() -> None:
     sizes = {s.system: s.bytes_per_instance for s in samples}
     for row in rows:
         rate = float(row["transitions_per_s"])
+        batched = int(row.get("macrosteps_per_checkpoint", 1))
         table.add_row(
-            str(row["system"]),
+            str(row["system"]) + (f" ({batched} per checkpoint)" if batched > 1 else ""),
             str(row["store"]),
             str(row["concurrency"]),
             f"{rate:,.0f}",

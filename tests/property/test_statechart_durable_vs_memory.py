@@ -2,7 +2,9 @@
 
 Hypothesis draws a random statechart and a random script of external events, clock
 advances and worker crashes (the worker dies just before or just after one of its next
-checkpoints; another worker takes over once the lease expires). The script is played
+checkpoints; another worker takes over once the lease expires). With several macrosteps
+per checkpoint, consecutive sends are queued before the worker runs, so that checkpoints
+hold several macrosteps and crashes fall before and after such checkpoints. The script is played
 against a durable run on the engine (a virtual clock, a real store) and the events, at
 the times they were really sent, against the in-memory runner. Both must end in the same
 configuration with the same datamodel, having taken the same transitions and written the
@@ -56,8 +58,9 @@ class Crash(BaseException):
 class Script:
     """Plays a script against a durable run, with crashes, and records what was sent."""
 
-    def __init__(self, engine: Engine, clock: VirtualClock) -> None:
+    def __init__(self, engine: Engine, clock: VirtualClock, *, bursts: bool = False) -> None:
         self.engine = engine
+        self.bursts = bursts
         self.clock = clock
         self.worker = self._new_worker()
         self.sent: list[tuple[float, str, Any]] = []
@@ -99,12 +102,14 @@ class Script:
                 self.worker = self._new_worker()
 
     async def play(self, run_id: str, ops: list[Op]) -> None:
-        for op in ops:
+        for op, following in zip(ops, [*ops[1:], None], strict=True):
             if (await self.engine.get(run_id)).is_terminal:
                 break
             if op[0] == "send":
                 self.sent.append((self.clock.now(), op[1], op[2]))
                 await self.engine.send(run_id, op[1], op[2])
+                if self.bursts and following is not None and following[0] == "send":
+                    continue  # queued behind the next send
             elif op[0] == "advance":
                 await self.clock.advance(op[1])
             else:
@@ -144,15 +149,16 @@ def _memory_notes(runner: MachineRunner) -> list[tuple[Any, ...]]:
     return out
 
 
-async def _compare(url: str, chart: Statechart, ops: list[Op]) -> None:
+async def _compare(url: str, chart: Statechart, ops: list[Op], per_checkpoint: int) -> None:
     store = create_store(url)
     await store.open()
     clock = VirtualClock()
-    engine = Engine(store, FlowRegistry([StatechartFlow(chart)]), clock=clock, config=CONFIG)
+    flow = StatechartFlow(chart, macrosteps_per_checkpoint=per_checkpoint)
+    engine = Engine(store, FlowRegistry([flow]), clock=clock, config=CONFIG)
     try:
         run = await engine.start(chart.name)
         start = clock.now()
-        script = Script(engine, clock)
+        script = Script(engine, clock, bursts=per_checkpoint > 1)
         await script.run_worker()
         await script.play(run.id, ops)
         durable = await engine.get(run.id)
@@ -182,19 +188,31 @@ async def _compare(url: str, chart: Statechart, ops: list[Op]) -> None:
     assert _transitions(journal) == expected
     assert _notes(journal) == _memory_notes(memory)
     event(f"crashes: {min(script.crashes, 2)}")
+    within = sum(  # received after a macrostep of the same step
+        1
+        for a, b in itertools.pairwise(journal)
+        if b.kind == "event_received" and a.kind in ("transition", "note")
+    )
+    event(f"macrosteps received within a checkpoint: {min(within, 2)}")
     event("terminated" if memory.terminated else "still running")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("kind", "examples"),
-    [("sqlite", 60), pytest.param("postgres", 20, marks=pytest.mark.postgres)],
+    ("kind", "per_checkpoint", "examples"),
+    [
+        ("sqlite", 1, 60),
+        ("sqlite", 4, 40),
+        pytest.param("postgres", 1, 20, marks=pytest.mark.postgres),
+        pytest.param("postgres", 4, 15, marks=pytest.mark.postgres),
+    ],
 )
 def test_durable_runs_match_in_memory_runs_under_crashes(
-    kind: str, examples: int, tmp_path: Path, request: pytest.FixtureRequest
+    kind: str, per_checkpoint: int, examples: int, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """A durable run, crashed between macrosteps at random, takes the same transitions,
-    writes the same logs and ends in the same configuration and datamodel as in memory."""
+    """A durable run, crashed between checkpoints at random (of one macrostep each, or of
+    up to ``per_checkpoint`` queued ones), takes the same transitions, writes the same
+    logs and ends in the same configuration and datamodel as in memory."""
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'property.db'}"
         upgrade(url)
@@ -205,6 +223,6 @@ def test_durable_runs_match_in_memory_runs_under_crashes(
     @given(data=st.data(), ops=scripts())
     def check(data: st.DataObject, ops: list[Op]) -> None:
         chart = data.draw(charts(name=f"random-{next(_names)}"))
-        asyncio.run(_compare(url, chart, ops))
+        asyncio.run(_compare(url, chart, ops, per_checkpoint))
 
     check()

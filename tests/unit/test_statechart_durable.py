@@ -399,3 +399,120 @@ def test_accepted_events_follow_descriptor_matching() -> None:
     ] == [True, True, False, True]
     anything = StatechartFlow(statechart("any", state("a", on("*", "b")), final("b")))
     assert anything.accepts("whatever")
+
+
+# -- several queued macrosteps in one checkpoint (macrosteps_per_checkpoint) -------------
+
+
+def lifecycle() -> Statechart:
+    return statechart(
+        "lifecycle",
+        state("draft", on("quote", "quoted", actions=Assign("quotes", expr="quotes + 1"))),
+        state("quoted", on("hold", "held"), on("rebook", "draft")),
+        state(
+            "held",
+            on("pay", "paid"),
+            on("poke", actions=Assign("quotes", expr="quotes + 1")),
+            on("bad", actions=Script("bag.append({1, 2})")),
+            after("15m", "expired"),
+        ),
+        state("paid", on("rebook", "draft")),
+        final("expired"),
+        data={"quotes": 0, "bag": []},
+    )
+
+
+async def start_batched(
+    make_engine: MakeEngine, clock: VirtualClock, chart: Statechart, per_checkpoint: int
+) -> tuple[Engine, Worker, Any]:
+    engine = make_engine(StatechartFlow(chart, macrosteps_per_checkpoint=per_checkpoint))
+    run = await engine.start(chart.name)
+    return engine, engine.worker(), run
+
+
+def received_ids(journal: list[JournalEntry]) -> list[int]:
+    return [e.data["event_id"] for e in journal if e.kind == "event_received"]
+
+
+async def test_queued_events_are_several_macrosteps_of_one_checkpoint(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """With macrosteps_per_checkpoint, the events already queued are taken as that many
+    macrosteps per checkpoint, each journaled (received, then its transitions) as
+    unbatched; the machine ends where it would have one checkpoint per macrostep."""
+    engine, worker, run = await start_batched(make_engine, clock, lifecycle(), 3)
+    names = ["quote", "rebook", "quote", "rebook", "quote", "rebook", "quote"]
+    ids = [await send_event(engine, run.id, name) for name in names]
+    await drive(worker, clock)
+    stored = await engine.get(run.id)
+    journal = await engine.journal(run.id)
+    assert_gapless(journal)
+    assert stored.context[CONFIGURATION_KEY] == ["quoted"]
+    assert stored.context["statechart"]["snapshot"]["datamodel"]["quotes"] == 4
+    # The start, then 7 events in checkpoints of 3, 3 and 1.
+    assert kinds(journal).count("step_completed") == 4
+    assert received_ids(journal) == ids
+    taken = [(t["event"] or {}).get("id") for t in transitions(journal)]
+    assert taken == [None, *ids]
+    order = [e.kind for e in journal if e.kind in ("event_received", "transition")]
+    assert order == ["transition"] + ["event_received", "transition"] * len(ids)
+    assert await engine.store.pending_events(run.id) == []
+
+
+async def test_a_macrostep_with_effects_ends_its_checkpoint(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A macrostep that sets (or cancels) a timer is the last of its checkpoint: the
+    timer reaches the store before the next event is taken, as without batching."""
+    engine, worker, run = await start_batched(make_engine, clock, lifecycle(), 8)
+    for name in ("quote", "hold", "pay", "rebook", "quote"):
+        await send_event(engine, run.id, name)
+    await drive(worker, clock)
+    journal = await engine.journal(run.id)
+    stored = await engine.get(run.id)
+    assert stored.context[CONFIGURATION_KEY] == ["quoted"]
+    # start | quote hold (sets the timer) | pay (cancels it) | rebook quote
+    assert kinds(journal).count("step_completed") == 4
+    assert [e.kind for e in journal if e.kind.startswith("timer")] == [
+        "timer_set",
+        "timer_cancelled",
+    ]
+    await clock.advance(3600)
+    await drive(worker, clock)
+    assert (await engine.get(run.id)).context[CONFIGURATION_KEY] == ["quoted"]
+
+
+async def test_a_failing_macrostep_fails_the_run_as_it_was_before_it_not_before_its_batch(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A macrostep that fails within a checkpoint of several is undone; the ones before it
+    commit, and it fails the run as it was before it, as without batching."""
+    engine, worker, run = await start_batched(make_engine, clock, lifecycle(), 8)
+    await send_event(engine, run.id, "quote")
+    await send_event(engine, run.id, "hold")
+    await drive(worker, clock)
+    for name in ("poke", "poke", "bad", "pay"):
+        await send_event(engine, run.id, name)
+    await drive(worker, clock)
+    failed = await engine.get(run.id)
+    assert (failed.status, (failed.error or {})["type"]) == (
+        RunStatus.FAILED,
+        "ContextNotSerializableError",
+    )
+    assert failed.context[CONFIGURATION_KEY] == ["held"]
+    assert failed.context["statechart"]["snapshot"]["datamodel"] == {"quotes": 3, "bag": []}
+    journal = await engine.journal(run.id)
+    assert_gapless(journal)
+    names = [(t["event"] or {}).get("name") for t in transitions(journal)]
+    assert names == [None, "quote", "hold", "poke", "poke"]
+    # start | quote hold | poke poke (bad undone) | bad, failing as the step's first
+    assert kinds(journal).count("step_completed") == 3
+    assert kinds(journal)[-2:] == ["step_failed", "run_failed"]
+    pending = [e.name for e in await engine.store.pending_events(run.id) if e.kind == "event"]
+    assert pending == ["bad", "pay"]
+
+
+def test_macrosteps_per_checkpoint_is_at_least_one() -> None:
+    """A flow that would take no macrostep per checkpoint is refused."""
+    with pytest.raises(ConfigurationError, match="at least 1"):
+        StatechartFlow(lifecycle(), macrosteps_per_checkpoint=0)

@@ -28,6 +28,7 @@ from tripwright.engine.flow import (
     Sleep,
     StepContext,
     WaitEvent,
+    journaled_payload,
 )
 from tripwright.engine.records import (
     WAITING_STATUSES,
@@ -177,7 +178,7 @@ class RunExecutor:
                     event=event.name,
                     event_id=event.id,
                     timer=event.timer_name,
-                    payload=_journaled(flow, event),
+                    payload=journaled_payload(flow, event),
                 )
             elif timed_out:
                 journal.add(JournalKind.WAIT_TIMED_OUT, step, now, names=wait.get("names"))
@@ -233,6 +234,7 @@ class RunExecutor:
                 event=event,
                 timed_out=timed_out,
                 failure=state.get("failure"),
+                queued=tuple(ahead.events) if ahead.names == () else (),
             )
             started = self._clock.now()
             try:
@@ -340,13 +342,19 @@ class RunExecutor:
                 outbox=effects.outbox,
                 timers=effects.timers,
                 cancelled_timers=effects.cancelled_timers,
-                consumed_events=[event.id] if event is not None else [],
+                consumed_events=[
+                    *([event.id] if event is not None else []),
+                    *(e.id for e in effects.received),
+                ],
                 children=effects.children,
                 messages=effects.messages,
                 cancels=effects.cancels,
                 dead_letters=effects.dead_letters,
             )
             self.stats.steps_completed += 1
+            if effects.received:  # received in the step: no longer ahead
+                del ahead.events[: len(effects.received)]
+                in_a_row += len(effects.received)
             follow: EventRecord | None = None
             wait = (
                 outcome
@@ -358,7 +366,9 @@ class RunExecutor:
                 else None
             )
             if wait is not None:
-                follow = await self._queued_event(run.id, wait, event, ahead, now)
+                follow = await self._queued_event(
+                    run.id, wait, checkpoint.consumed_events, ahead, now
+                )
             next_step: str | None
             try:
                 if follow is not None and wait is not None:
@@ -371,7 +381,7 @@ class RunExecutor:
                         event=follow.name,
                         event_id=follow.id,
                         timer=None,
-                        payload=_journaled(flow, follow),
+                        payload=journaled_payload(flow, follow),
                     )
                 else:
                     next_step = self._route(
@@ -421,7 +431,7 @@ class RunExecutor:
         self,
         run_id: str,
         wait: WaitEvent,
-        current: EventRecord | None,
+        consumed: list[int],
         ahead: _ReadAhead,
         now: float,
     ) -> EventRecord | None:
@@ -429,7 +439,7 @@ class RunExecutor:
         once, in-process, instead of handing its lease back and being claimed again.
 
         Read ahead in batches, for the names of the wait (a wait for other names reads
-        again); ``current`` (consumed by the checkpoint being written) is skipped. The
+        again); ``consumed`` (by the checkpoint being written) are skipped. The
         events stay pending in the store until a checkpoint consumes them, and nobody else
         can consume them while this worker holds the lease. A batch that came back short
         held every event then queued: once it is used up the run waits without asking the
@@ -443,9 +453,8 @@ class RunExecutor:
             return ahead.events.pop(0)
         if ahead.complete:
             return None
-        skip = current.id if current is not None else None
         read = await self._store.next_events(run_id, names or None, now, _PREFETCH)
-        batch = [e for e in read if e.id != skip]
+        batch = [e for e in read if e.id not in consumed]
         ahead.fill(names, batch[1:], read)
         return batch[0] if batch else None
 
@@ -788,11 +797,6 @@ def _receive_at_once(
     cp.step = then
     state["resume"] = {"event_id": event.id, "timed_out": False}
     return then
-
-
-def _journaled(flow: Flow, event: EventRecord) -> Any:
-    """What the journal keeps of ``event``'s payload (the flow may keep a reference)."""
-    return event.payload if flow.received is None else flow.received(event.payload)
 
 
 def _encode_final(outcome: Outcome | None, run_id: str) -> str | None:

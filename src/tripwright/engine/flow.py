@@ -320,6 +320,11 @@ class Flow:
         return f"Flow({self.key!r}, steps={self._order!r})"
 
 
+def journaled_payload(flow: Flow, event: EventRecord) -> Any:
+    """What the journal keeps of ``event``'s payload (the flow may keep a reference)."""
+    return event.payload if flow.received is None else flow.received(event.payload)
+
+
 @dataclass(slots=True)
 class StepEffects:
     """What a step asked for besides its outcome; committed only if the step succeeds."""
@@ -332,6 +337,8 @@ class StepEffects:
     messages: list[RunMessage] = field(default_factory=list)
     cancels: list[RunCancel] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    #: Events of ``StepContext.queued`` the step received (see ``StepContext.receive``).
+    received: list[EventRecord] = field(default_factory=list)
 
 
 class StepContext:
@@ -341,6 +348,10 @@ class StepContext:
     ``idempotency_key`` is derived from the run and the step (and how many times the
     step already completed in this run), identical for every attempt and after a crash:
     pass it to providers so they never apply the same effect twice.
+
+    ``queued`` are external events already queued for the run behind ``event``, in queue
+    order, as far as the worker read them ahead (empty when it did not): a step about to
+    wait for any event may :meth:`receive` them in this step instead.
     """
 
     __slots__ = (
@@ -355,6 +366,7 @@ class StepContext:
         "idempotency_key",
         "input",
         "owner",
+        "queued",
         "run_id",
         "step",
         "timed_out",
@@ -376,6 +388,7 @@ class StepContext:
         event: EventRecord | None = None,
         timed_out: bool = False,
         failure: dict[str, Any] | None = None,
+        queued: tuple[EventRecord, ...] = (),
     ) -> None:
         self.run_id = run_id
         self.flow = flow
@@ -390,6 +403,7 @@ class StepContext:
         self.event = event
         self.timed_out = timed_out
         self.failure = failure
+        self.queued = queued
         self._effects = StepEffects()
 
     @property
@@ -530,6 +544,32 @@ class StepContext:
         """Write ``letter`` to the dead-letter store with this step's checkpoint (models
         that consume events use it: the event is given up on in the same transaction)."""
         self._effects.dead_letters.append(letter)
+
+    def receive(self, event: EventRecord) -> None:
+        """Receive the next event of :attr:`queued` in this step, as if the step had waited
+        for any event and run again at once: it is consumed with this step's checkpoint
+        and journaled as received here, in order with the step's other entries.
+
+        Events are received in queue order, and none after the step set or cancelled a
+        timer (the timer may be due first: the run waits for the store to say).
+        """
+        taken = self._effects.received
+        if len(taken) >= len(self.queued) or self.queued[len(taken)] is not event:
+            raise ConfigurationError("a step receives the queued events in their order")
+        if self._effects.timers or self._effects.cancelled_timers:
+            raise ConfigurationError("a step that set or cancelled a timer receives no more")
+        taken.append(event)
+        self._effects.records.append(
+            (
+                JournalKind.EVENT_RECEIVED,
+                {
+                    "event": event.name,
+                    "event_id": event.id,
+                    "timer": None,
+                    "payload": journaled_payload(self.flow, event),
+                },
+            )
+        )
 
     def note(self, message: str, **data: Any) -> None:
         """Add a free-form note to the journal."""

@@ -69,7 +69,7 @@ _CHECKPOINT_ROWS = """
 v AS (
   SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[],
       $7::text[], $8::text[], $9::text[], $10::float8[], $11::float8[], $12::text[],
-      $13::float8[], $14::int[], $15::bool[], $16::float8[], $17::int8[], $18::text[])
+      $13::float8[], $14::int[], $15::bool[], $16::float8[], $17::text[], $18::text[])
     WITH ORDINALITY AS v(id, owner, epoch, status, step, state, context, result, error, now,
       due_at, wait_names, wait_deadline, seq, release, lease_expires, consumed, cancelled, idx)
 ),
@@ -91,7 +91,7 @@ u AS (
       SELECT min(e.visible_at) FROM run_events e
       WHERE e.run_id = v.id AND e.status = 'pending'
         AND (v.wait_names IS NULL OR position('|' || e.name || '|' in v.wait_names) > 0)
-        AND e.id IS DISTINCT FROM v.consumed
+        AND (v.consumed IS NULL OR e.id <> ALL(v.consumed::int8[]))
         AND NOT (e.kind = 'timer' AND v.cancelled IS NOT NULL
                  AND position('|' || e.timer_name || '|' in v.cancelled) > 0))) END
   FROM v
@@ -131,12 +131,12 @@ c AS (
   UPDATE run_events AS e SET status = 'cancelled' FROM u
   WHERE u.cancelled IS NOT NULL AND e.run_id = u.id AND e.kind = 'timer'
     AND e.status = 'pending' AND position('|' || e.timer_name || '|' in u.cancelled) > 0
-    AND e.id IS DISTINCT FROM u.consumed
+    AND (u.consumed IS NULL OR e.id <> ALL(u.consumed::int8[]))
 )"""
 _CONSUME_CTE = """
 k AS (
   UPDATE run_events AS e SET status = 'consumed' FROM u
-  WHERE u.consumed IS NOT NULL AND e.id = u.consumed AND e.run_id = u.id
+  WHERE u.consumed IS NOT NULL AND e.id = ANY(u.consumed::int8[]) AND e.run_id = u.id
     AND e.status = 'pending'
 )"""
 
@@ -669,7 +669,12 @@ def _checkpoint_statement(cps: Sequence[Checkpoint]) -> tuple[str, list[Any]]:
         [cp.journal[-1].seq if cp.journal else None for cp in cps],
         [cp.release for cp in cps],
         [cp.lease_expires_at for cp in cps],
-        [cp.consumed_events[0] if cp.consumed_events else None for cp in cps],
+        # Each checkpoint's consumed event ids as an array literal (arrays of arrays
+        # must be rectangular).
+        [
+            "{" + ",".join(map(str, cp.consumed_events)) + "}" if cp.consumed_events else None
+            for cp in cps
+        ],
         ["|" + "|".join(cp.cancelled_timers) + "|" if cp.cancelled_timers else None for cp in cps],
     ]
     ctes = [_CHECKPOINT_ROWS]

@@ -1,4 +1,4 @@
-"""Statecharts on the durable engine: every macrostep is one checkpoint.
+"""Statecharts on the durable engine: every macrostep is one checkpoint (by default).
 
 A :class:`StatechartFlow` is an engine :class:`~tripwright.engine.Flow` (named and
 versioned like its chart) with one step, ``macrostep``. The run's context holds the
@@ -26,6 +26,16 @@ sends, invoked children), so a macrostep and everything it caused commit togethe
 * A macrostep past the chart's microstep limit raises
   :class:`~tripwright.errors.StatechartLoopError`, a ``FinalError``: the run fails at
   once, with its last checkpoint kept and the event that started the macrostep queued.
+* ``macrosteps_per_checkpoint=N`` (default 1) lets one checkpoint hold up to ``N``
+  macrosteps: the external events already queued behind the step's own (read ahead by
+  the worker, no extra store round trip) while the machine waits and each macrostep had
+  no effect besides its journal entries (a macrostep that sets or cancels a timer, sends,
+  invokes or queues an event of its own is the last of its checkpoint). Each macrostep
+  is journaled as its own (``event_received``, then its transitions). A crash before the
+  checkpoint commits loses all of them together, and they run again from the previous
+  checkpoint, deterministically (each at its event's time); effects are only ever in the
+  last of them and commit with it, once. A macrostep that fails is undone and left to
+  the next step, so it fails the run as it was before it, as with one per checkpoint.
 
 Time inside the machine is *logical*: a macrostep runs at the time its stimulus became
 due (a timer's due time, an event's send time), never earlier than the previous one. A
@@ -43,7 +53,15 @@ from typing import Any
 
 from tripwright.engine import codec
 from tripwright.engine.engine import Engine
-from tripwright.engine.flow import Complete, Flow, Goto, Outcome, StepContext, WaitEvent
+from tripwright.engine.flow import (
+    Complete,
+    Flow,
+    Goto,
+    Outcome,
+    StepContext,
+    StepEffects,
+    WaitEvent,
+)
 from tripwright.engine.records import EventRecord, JournalKind, RunRecord
 from tripwright.engine.retry import RetryPolicy
 from tripwright.engine.summary import Position
@@ -90,7 +108,8 @@ class StatechartFlow(Flow):
     send type (see :mod:`.processors`; by default an outbox message on the target
     topic). ``retry`` is the macrostep's retry policy: a macrostep is deterministic, so
     by default it is not retried (a failure fails the run as it was before the
-    macrostep; ``tripwright runs retry`` runs it again).
+    macrostep; ``tripwright runs retry`` runs it again). ``macrosteps_per_checkpoint``
+    caps the queued events taken as macrosteps of one checkpoint (see the module).
     """
 
     def __init__(
@@ -101,7 +120,12 @@ class StatechartFlow(Flow):
         processors: Mapping[str, Processor] | None = None,
         retry: RetryPolicy | None = None,
         description: str = "",
+        macrosteps_per_checkpoint: int = 1,
     ) -> None:
+        if macrosteps_per_checkpoint < 1:
+            raise ConfigurationError(
+                f"macrosteps_per_checkpoint must be at least 1, not {macrosteps_per_checkpoint}"
+            )
         super().__init__(
             chart.name,
             str(chart.version),
@@ -111,6 +135,7 @@ class StatechartFlow(Flow):
         self.chart = chart
         self.invokers = invokers if isinstance(invokers, Invokers) else Invokers(invokers)
         self.processors = dict(processors or {})
+        self.macrosteps_per_checkpoint = macrosteps_per_checkpoint
         self._descriptors, self._open = _event_descriptors(chart)
         self._chart_digest = _digest(chart)
         self.add_step(MACROSTEP, self._macrostep, retry=retry or RetryPolicy(max_attempts=1))
@@ -161,21 +186,37 @@ class StatechartFlow(Flow):
         box: dict[str, Any] | None = ctx.context.get(SNAPSHOT_KEY)
         clock = [ctx.now if box is None else float(box["clock"])]
         stimulus: dict[str, Any] = {}
-        timers: set[str] = set()
-        inbox: list[dict[str, Any]] = []
-        services: dict[str, str] = {}
-        host = InvokeHost(ctx)
+        run = _Session(InvokeHost(ctx), clock)
         if box is None:
-            machine = Interpreter(self.chart, session_id=ctx.run_id, now=lambda: clock[0])
-            step: Macrostep | None = machine.start(_start_data(ctx.input, ctx.run_id))
+            run.machine = Interpreter(self.chart, session_id=ctx.run_id, now=lambda: clock[0])
+            step: Macrostep | None = run.machine.start(_start_data(ctx.input, ctx.run_id))
         else:
-            machine = Interpreter.restore(
+            run.machine = Interpreter.restore(
                 self.chart, box["snapshot"], now=lambda: clock[0], session_id=ctx.run_id
             )
-            timers = {p["sendid"] for p in machine.pending_sends}
-            inbox = list(box.get("inbox", ()))
-            services = dict(box.get("services", {}))
-            step = self._take(machine, host, ctx.event, inbox, clock, stimulus, timers)
+            run.timers = {p["sendid"] for p in run.machine.pending_sends}
+            run.inbox = list(box.get("inbox", ()))
+            run.services = dict(box.get("services", {}))
+            step = self._take(run, ctx.event, stimulus)
+        self._apply(ctx, run, step, stimulus)
+        if self.macrosteps_per_checkpoint > 1:
+            self._receive_queued(ctx, run)
+        context = _context_of(run)
+        if run.machine.terminated:
+            for sendid in sorted(run.timers):  # whatever the session left pending dies with it
+                ctx.cancel_timer(sendid)
+        ctx.context.update(context)
+        if run.machine.terminated:
+            return Complete(run.machine.donedata)
+        if run.inbox or run.machine.pending:
+            return Goto(MACROSTEP)
+        return WaitEvent(then=MACROSTEP)
+
+    def _apply(
+        self, ctx: StepContext, run: _Session, step: Macrostep | None, stimulus: dict[str, Any]
+    ) -> None:
+        """Journal a macrostep and turn its outputs into the checkpoint's effects."""
+        machine = run.machine
         if step is None:
             # A timer whose send was cancelled or already fired, or a reply of an
             # invocation that is over: nothing to do.
@@ -188,41 +229,53 @@ class StatechartFlow(Flow):
                 event=stimulus,
                 source=list(machine.configuration),
                 target=list(machine.configuration),
-                clock=clock[0],
+                clock=run.clock[0],
             )
-        else:
-            _journal(ctx, step, stimulus, clock[0])
-            self._effects(ctx, host, step, timers, services)
-            inbox.extend(e.to_json() for e in host.take_deliveries())
-        snapshot = machine.compact_snapshot()  # encoded with the context at the checkpoint
-        if machine.terminated:
-            for sendid in sorted(timers):  # whatever the session left pending dies with it
-                ctx.cancel_timer(sendid)
-        ctx.context[CONFIGURATION_KEY] = list(machine.configuration)
-        ctx.context[SNAPSHOT_KEY] = {
-            "snapshot": snapshot,
-            "clock": clock[0],
-            **({"inbox": inbox} if inbox and not machine.terminated else {}),
-            **({"services": services} if services else {}),
-        }
-        if machine.terminated:
-            return Complete(machine.donedata)
-        if inbox or machine.pending:
-            return Goto(MACROSTEP)
-        return WaitEvent(then=MACROSTEP)
+            return
+        _journal(ctx, step, stimulus, run.clock[0])
+        self._effects(ctx, run.host, step, run.timers, run.services)
+        run.inbox.extend(e.to_json() for e in run.host.take_deliveries())
+
+    def _receive_queued(self, ctx: StepContext, run: _Session) -> None:
+        """Take the events already queued for the run as further macrosteps of this
+        checkpoint (each journaled as its own), while the machine waits for events, its
+        macrosteps had no effect besides their journal entries, and the cap allows.
+
+        The context after each is encoded (which checks it): a macrostep that fails, or
+        leaves data that cannot be stored, is undone and left for the next step, where it
+        is the first macrostep and its failure fails the run as it was before it.
+        """
+        effects = ctx.effects
+        limit = min(len(ctx.queued), self.macrosteps_per_checkpoint - 1)
+        if limit <= 0 or not run.waiting or not _journal_only(effects):
+            return
+        before = codec.dumps(_context_of(run), what="run context", run_id=ctx.run_id)
+        while len(effects.received) < limit and run.waiting and _journal_only(effects):
+            marks = _marks(effects)
+            try:
+                record = ctx.queued[len(effects.received)]
+                ctx.receive(record)
+                stimulus: dict[str, Any] = {}
+                self._apply(ctx, run, self._take(run, record, stimulus), stimulus)
+                after = codec.dumps(_context_of(run), what="run context", run_id=ctx.run_id)
+            except Exception:
+                _undo(effects, marks)
+                run.restore(self.chart, ctx.run_id, codec.loads(before))
+                return
+            before = after
 
     def _take(
-        self,
-        machine: Interpreter,
-        host: InvokeHost,
-        record: EventRecord | None,
-        inbox: list[dict[str, Any]],
-        clock: list[float],
-        stimulus: dict[str, Any],
-        timers: set[str],
+        self, run: _Session, record: EventRecord | None, stimulus: dict[str, Any]
     ) -> Macrostep | None:
         """Process the next stimulus: a delivered engine event (an invoker's reply
         translated by it), else the host's queue, else the session's own queue."""
+        machine, host, inbox, clock, timers = (
+            run.machine,
+            run.host,
+            run.inbox,
+            run.clock,
+            run.timers,
+        )
         if record is not None:
             clock[0] = max(clock[0], record.visible_at)
             if record.kind == "timer":
@@ -338,6 +391,79 @@ async def send_event(
 
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+class _Session:
+    """A machine being stepped, with its host's state (what the box keeps besides the
+    snapshot): logical clock, send ids with a stored timer, host queue, services."""
+
+    __slots__ = ("clock", "host", "inbox", "machine", "services", "timers")
+
+    def __init__(self, host: InvokeHost, clock: list[float]) -> None:
+        self.host = host
+        self.clock = clock
+        self.machine: Interpreter
+        self.timers: set[str] = set()
+        self.inbox: list[dict[str, Any]] = []
+        self.services: dict[str, str] = {}
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the machine waits for an external event (nothing of its own to do)."""
+        machine = self.machine
+        return not (machine.terminated or self.inbox or machine.pending)
+
+    def restore(self, chart: Statechart, run_id: str, context: dict[str, Any]) -> None:
+        """Go back to the state ``context`` (see :func:`_context_of`) describes."""
+        box = context[SNAPSHOT_KEY]
+        self.clock[0] = float(box["clock"])
+        clock = self.clock
+        self.machine = Interpreter.restore(
+            chart, box["snapshot"], now=lambda: clock[0], session_id=run_id
+        )
+        self.timers = {p["sendid"] for p in self.machine.pending_sends}
+        self.inbox = list(box.get("inbox", ()))
+        self.services = dict(box.get("services", {}))
+
+
+def _context_of(run: _Session) -> dict[str, Any]:
+    """The run context's statechart part for the session as it is."""
+    machine = run.machine
+    return {
+        CONFIGURATION_KEY: list(machine.configuration),
+        SNAPSHOT_KEY: {
+            "snapshot": machine.compact_snapshot(),  # encoded with the context
+            "clock": run.clock[0],
+            **({"inbox": run.inbox} if run.inbox and not machine.terminated else {}),
+            **({"services": run.services} if run.services else {}),
+        },
+    }
+
+
+def _journal_only(effects: StepEffects) -> bool:
+    """Whether a step's effects so far are journal entries and received events only."""
+    return not (
+        effects.outbox
+        or effects.timers
+        or effects.cancelled_timers
+        or effects.children
+        or effects.messages
+        or effects.cancels
+        or effects.dead_letters
+    )
+
+
+_EFFECTS = tuple(f.name for f in fields(StepEffects))
+
+
+def _marks(effects: StepEffects) -> dict[str, int]:
+    return {name: len(getattr(effects, name)) for name in _EFFECTS}
+
+
+def _undo(effects: StepEffects, marks: dict[str, int]) -> None:
+    """Drop what a step added to its effects since ``marks`` were taken."""
+    for name, size in marks.items():
+        del getattr(effects, name)[size:]
 
 
 def _start_data(value: Any, run_id: str) -> dict[str, Any] | None:

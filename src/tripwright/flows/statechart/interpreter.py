@@ -254,7 +254,9 @@ class Interpreter:
             init_datamodel(self, data)
         root = chart.states[0]
         assert root.initial is not None
-        plan, _ = chart.build_plan(0, (root.initial,), {})
+        plan = chart.plan(0, (root.initial,), {})  # shared by every session of the chart
+        if plan is None:
+            plan, _ = chart.build_plan(0, (root.initial,), {})
         try:
             self._microstep(plan, None, ())
             self._stabilise()
