@@ -58,6 +58,8 @@ class Worker:
             stats=self.stats,
         )
         self._active: dict[str, asyncio.Task[None]] = {}
+        #: The lease epoch each execution claimed its run with.
+        self._epochs: dict[asyncio.Task[None], int] = {}
         self._wakeup: asyncio.Event | None = None
         self._crash: BaseException | None = None
         self._accepting = True
@@ -172,6 +174,7 @@ class Worker:
                 stale.cancel()
             task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
             self._active[run.id] = task
+            self._epochs[task] = run.lease_epoch
             # Untrack on completion, even for a task cancelled before it ever ran.
             task.add_done_callback(functools.partial(self._untrack, run.id))
         return len(runs)
@@ -192,6 +195,7 @@ class Worker:
     def _untrack(self, run_id: str, task: asyncio.Task[None]) -> None:
         if not task.cancelled():
             task.exception()  # retrieved here; a crash is re-raised by _raise_crash
+        self._epochs.pop(task, None)
         if self._active.get(run_id) is task:
             del self._active[run_id]
         if self._wakeup is not None:
@@ -231,7 +235,7 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             await self.clock.sleep(self.config.heartbeat_interval)
-            snapshot = dict(self._active)
+            snapshot = {run_id: (task, self._epochs[task]) for run_id, task in self._active.items()}
             if not snapshot:
                 continue
             try:
@@ -241,10 +245,28 @@ class Worker:
             except StoreError as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
-            for run_id, task in snapshot.items():
+            for run_id, (task, epoch) in snapshot.items():
                 # Only the execution the heartbeat was about: meanwhile the run may have been
                 # released and claimed again by this worker, under a new lease.
-                if run_id not in held and self._active.get(run_id) is task:
+                if run_id in held or self._active.get(run_id) is not task:
+                    continue
+                if await self._let_go(run_id, epoch):
+                    continue
+                if self._active.get(run_id) is task:
                     log.info("lease of run %s lost; stopping it here", run_id)
                     self.stats.leases_lost += 1
                     task.cancel()
+
+    async def _let_go(self, run_id: str, epoch: int) -> bool:
+        """Whether a run the heartbeat no longer holds was let go by its execution here.
+
+        An execution's last checkpoint (a wait, a retry's backoff, the end) releases the
+        lease; until its task has finished, a heartbeat can find the run released. The
+        lease is lost only if the run changed hands since the claim (its epoch moved on: a
+        takeover, or an operator's pause or cancel).
+        """
+        try:
+            current = await self.store.get_run(run_id)
+        except StoreError:
+            return False
+        return current.lease_owner is None and current.lease_epoch == epoch
