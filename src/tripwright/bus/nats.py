@@ -135,7 +135,9 @@ class _NatsSubscription(Subscription):
             await self._lanes.wait_empty(lane)
             try:
                 msgs = await psub.fetch(1, timeout=_FETCH_WAIT)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
+                # Nothing to deliver in time: the idle case, whichever timeout the driver
+                # raises for it (its own, or asyncio's, which is TimeoutError), not a fault.
                 continue
             except _DRIVER_ERRORS as exc:
                 log.warning("fetching from NATS failed, retrying in %.1fs: %s", backoff, exc)
