@@ -252,7 +252,7 @@ def runs_list(
     flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
     status: Annotated[str | None, typer.Option(help="Only runs in this status.")] = None,
     correlation: Annotated[str | None, typer.Option(help="Only this correlation id.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
     """List runs, newest first."""
@@ -325,8 +325,23 @@ def runs_cancel(
 
 @runs_app.command("retry")
 def runs_retry(run_id: str, db: DbOption = DEFAULT_DB) -> None:
-    """Run a failed run's failed step again."""
-    _control("retried", run_id, db, lambda engine: engine.retry(run_id))
+    """Run a failed run's failed step again, or retry a run parked for an operator."""
+    run = _with_engine(db, lambda engine: engine.retry(run_id))
+    if run.status is RunStatus.NEEDS_ATTENTION:
+        _sent("retry", run)
+    else:
+        console.print(f"run {run.id} retried: now {run.status.value}")
+
+
+@runs_app.command("resolve")
+def runs_resolve(run_id: str, db: DbOption = DEFAULT_DB) -> None:
+    """Tell a run parked for an operator that what it is stuck on was handled by hand."""
+    _sent("resolve", _with_engine(db, lambda engine: engine.resolve(run_id)))
+
+
+def _sent(action: str, run: RunRecord) -> None:
+    event = ((run.state.get("wait") or {}).get("operator") or {}).get(action)
+    console.print(f"run {run.id} needs_attention: {action} sent ({event}); a worker goes on")
 
 
 def _definitions(flows: list[str]) -> dict[str, Definition]:

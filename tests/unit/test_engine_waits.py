@@ -289,3 +289,68 @@ async def test_a_run_can_wait_for_an_operator_as_needs_attention(
     done = await engine.get(run.id)
     assert done.status is RunStatus.COMPLETED
     assert done.result == "fixed by hand"
+
+
+async def test_an_operator_retries_or_resolves_a_parked_run_through_run_control(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """`Engine.retry` and `Engine.resolve` send a needs_attention run the events its wait
+    names for them; asking twice before a worker acts is asking once; a run that is not
+    parked, or names no such event, is refused."""
+    flow = Flow("parking")
+
+    @flow.step
+    async def park(ctx: StepContext) -> WaitEvent:
+        names = ("op.again", "op.done", "op.other")
+        return WaitEvent(names=names, then="decide", attention=True, retry="op.again")
+
+    @flow.step
+    async def decide(ctx: StepContext) -> Any:
+        assert ctx.event is not None
+        ctx.context["tries"] = ctx.context.get("tries", 0) + 1
+        return WaitEvent(names=("op.done",), then="finish", attention=True, resolve="op.done")
+
+    @flow.step
+    async def finish(ctx: StepContext) -> Complete:
+        return Complete(ctx.context["tries"])
+
+    engine = make_engine(flow)
+    run = await engine.start("parking")
+    worker = engine.worker()
+    with pytest.raises(InvalidRunStateError, match="can be resolved, not a pending one"):
+        await engine.resolve(run.id)
+    await drive(worker, clock)
+    with pytest.raises(InvalidRunStateError, match="names no event to resolve it"):
+        await engine.resolve(run.id)
+    assert (await engine.retry(run.id)).status is RunStatus.NEEDS_ATTENTION
+    await engine.retry(run.id)
+    assert [e.name for e in await engine.store.pending_events(run.id)] == ["op.again"]
+    await drive(worker, clock)
+    with pytest.raises(InvalidRunStateError, match="names no event to retry it"):
+        await engine.retry(run.id)
+    await engine.resolve(run.id)
+    await drive(worker, clock)
+    done = await engine.get(run.id)
+    assert done.status is RunStatus.COMPLETED
+    assert done.result == 1
+    with pytest.raises(InvalidRunStateError, match="only a failed run can be retried"):
+        await engine.retry(run.id)
+
+
+async def test_an_operator_event_must_be_an_awaited_name_of_an_attention_wait(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """A wait naming a retry event it does not wait for (or without attention) is a
+    definition error: the run fails instead of parking where no retry can reach it."""
+    flow = Flow("misnamed")
+
+    @flow.step
+    async def park(ctx: StepContext) -> WaitEvent:
+        return WaitEvent(names=("op.ok",), then="park", attention=True, retry="op.again")
+
+    engine = make_engine(flow)
+    run = await engine.start("misnamed")
+    await settle(engine, engine.worker(), clock)
+    failed = await engine.get(run.id)
+    assert failed.status is RunStatus.FAILED
+    assert "must be one of the awaited names" in str(failed.error)

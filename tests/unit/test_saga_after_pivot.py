@@ -108,6 +108,31 @@ async def test_an_operator_retry_runs_the_failed_branches_again_with_their_keys(
     assert_gapless(await engine.journal(run_id))
 
 
+async def test_run_control_retries_and_resolves_a_parked_join(
+    make_engine: MakeEngine, clock: VirtualClock
+) -> None:
+    """`Engine.retry` (`tripwright runs retry`) of a run parked at a join runs its failed
+    branch again, once however often it is asked; `Engine.resolve` completes it."""
+    p = Provider()
+    p.fail |= {"car", "lounge"}
+    engine, run_id = await run_saga(make_engine, clock, extras_after_the_pivot(p, ALL))
+    p.fail.discard("car")
+    await engine.retry(run_id)
+    await engine.retry(run_id)
+    await settle(engine, engine.worker(), clock)
+    parked = await engine.get(run_id)
+    assert parked.status is RunStatus.NEEDS_ATTENTION
+    assert len(tries(p, "car")) == 2
+    assert len(tries(p, "lounge")) == 2
+    assert set(parked.context["saga"]["attention"]["error"]["branches"]) == {"lounge"}
+    await engine.resolve(run_id)
+    await settle(engine, engine.worker(), clock)
+    run = await engine.get(run_id)
+    assert run.status is RunStatus.COMPLETED
+    assert set(run.result["results"]["extras"]) == {"car", "insurance"}
+    assert p.undone() == []
+
+
 async def test_an_operator_resolve_completes_the_group_with_what_succeeded(
     make_engine: MakeEngine, clock: VirtualClock
 ) -> None:

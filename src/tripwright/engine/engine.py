@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from tripwright.engine import codec
 from tripwright.engine.children import cancel_change
@@ -29,6 +29,8 @@ from tripwright.engine.worker import Worker
 from tripwright.errors import ConfigurationError, InvalidRunStateError, TripwrightError
 
 __all__ = ["Engine", "new_run_id"]
+
+_DONE = {"retry": "retried", "resolve": "resolved"}
 
 
 def new_run_id() -> str:
@@ -287,7 +289,12 @@ class Engine:
         return run
 
     async def retry(self, run_id: str) -> RunRecord:
-        """Run a failed run's failed step again, with a fresh set of attempts."""
+        """Run a failed run's failed step again, with a fresh set of attempts; a run
+        parked for an operator (``needs_attention``) is sent the retry event its wait
+        names (a saga's ``saga.retry``), and a worker takes it from there."""
+        parked = await self.store.get_run(run_id)
+        if parked.status is RunStatus.NEEDS_ATTENTION:
+            return await self._operator(parked, "retry")
 
         def decide(run: RunRecord) -> ControlChange:
             if run.status is not RunStatus.FAILED or run.step is None:
@@ -312,6 +319,33 @@ class Engine:
         now = self.clock.now()
         run = await self.store.control_run(run_id, now, decide)
         self._notify()
+        return run
+
+    async def resolve(self, run_id: str) -> RunRecord:
+        """Tell a run parked for an operator (``needs_attention``) that what it was stuck
+        on was handled by hand: it is sent the resolve event its wait names (a saga's
+        ``saga.resolve``: the stuck step counts as done and the saga goes on)."""
+        return await self._operator(await self.store.get_run(run_id), "resolve")
+
+    async def _operator(self, run: RunRecord, action: Literal["retry", "resolve"]) -> RunRecord:
+        """Send a parked run the event of an operator's ``action``. Asking twice before a
+        worker took the first is asking once (the event is deduplicated)."""
+        if run.status is not RunStatus.NEEDS_ATTENTION:
+            raise InvalidRunStateError(
+                f"only a run waiting for an operator (needs_attention) can be "
+                f"{_DONE[action]}, not a {run.status.value} one",
+                run_id=run.id,
+                flow=run.flow_name,
+            )
+        operator = (run.state.get("wait") or {}).get("operator") or {}
+        event = operator.get(action)
+        if not event:
+            raise InvalidRunStateError(
+                f"the run waits for an operator but names no event to {action} it",
+                run_id=run.id,
+                flow=run.flow_name,
+            )
+        await self.send(run.id, event, dedupe_key=f"operator:{action}:{run.journal_seq}")
         return run
 
     async def journal(self, run_id: str) -> list[JournalEntry]:

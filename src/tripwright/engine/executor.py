@@ -521,6 +521,9 @@ class RunExecutor:
             deadline = None if outcome.timeout is None else now + outcome.timeout
             names = list(outcome.names) or None
             state["wait"] = {"kind": "event", "names": names, "deadline": deadline, "then": then}
+            if isinstance(outcome, WaitEvent) and outcome.attention:
+                # What run control sends for an operator's retry or resolve.
+                state["wait"]["operator"] = {"retry": outcome.retry, "resolve": outcome.resolve}
             cp.wait_names = wait_match(names)
             cp.wait_deadline = deadline
             # Timers set by this very step may be what it waits for; the store adds the
@@ -852,6 +855,14 @@ def _check_outcome(flow: Flow, step: str, outcome: object) -> Outcome | None:
             if not isinstance(name, str) or "|" in codec.check_name(name, "event name"):
                 raise DefinitionError(
                     f"event name {name!r} may not contain '|'", flow=flow.name, step=step
+                )
+        for action in (outcome.retry, outcome.resolve):
+            if action is not None and (not outcome.attention or action not in outcome.names):
+                raise DefinitionError(
+                    f"an operator's event {action!r} needs attention=True and must be one "
+                    "of the awaited names",
+                    flow=flow.name,
+                    step=step,
                 )
     if isinstance(outcome, Sleep | WaitEvent):
         then = outcome.then or flow.next_after(step)

@@ -110,6 +110,10 @@ class WaitEvent:
     then: str | None = None
     #: Wait as ``needs_attention``: an operator's event is awaited.
     attention: bool = False
+    #: With ``attention``: the events (among ``names``) that an operator's
+    #: :meth:`Engine.retry <tripwright.engine.Engine.retry>` and ``Engine.resolve`` send.
+    retry: str | None = None
+    resolve: str | None = None
 
 
 Outcome: TypeAlias = Goto | Complete | Fail | Cancelled | Sleep | WaitEvent

@@ -658,7 +658,13 @@ class Saga:
         failure = ctx.failure or state.pop("parked", None) or {}
         state["attention"] = failure
         ctx.note("needs_attention", failure=failure)
-        return WaitEvent(names=(RETRY_EVENT, RESOLVE_EVENT), then=OPERATOR, attention=True)
+        return WaitEvent(
+            names=(RETRY_EVENT, RESOLVE_EVENT),
+            then=OPERATOR,
+            attention=True,
+            retry=RETRY_EVENT,
+            resolve=RESOLVE_EVENT,
+        )
 
     async def _operator(self, ctx: StepContext) -> Goto | Complete | WaitEvent:
         state = _saga_state(ctx)
