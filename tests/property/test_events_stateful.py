@@ -1,10 +1,13 @@
 """A stateful property test of the event-driven model under faults, on every store.
 
 A Hypothesis ``RuleBasedStateMachine`` publishes events of three subjects to two consumer
-groups and interleaves, at random: publishing (also again under an id already used),
+groups, each handling up to a random number of queued events per checkpoint (its batch),
+and interleaves, at random: publishing (one event, a burst of them, or again under an id
+already used),
 redelivering events that were already handled (a broker's late duplicate, through the
 inbox acceptor), arming handler faults (a transient error, a permanent one, a crash before
-the side effect and one after it, before the checkpoint), relaying the outbox (or not
+the side effect and one after it, before the checkpoint), for a handler call a random
+number of calls ahead (so within a batch), relaying the outbox (or not
 yet: deliveries are delayed), running the current worker (a crash kills it and a new
 worker takes over once the leases expire) and moving the virtual clock.
 
@@ -80,27 +83,33 @@ class EventsMachine(StoreMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = VirtualClock()
-        self.groups = {name: self._group(name) for name in GROUPS}
+        self.generation = 0
+        self.published: defaultdict[str, list[str]] = defaultdict(list)  # by subject, in order
+        # Armed faults: what, for which group (None: any), after how many more calls.
+        self.faults: list[tuple[FaultKind, str | None, int]] = []
+        # Faults armed for one event's first handling in one group.
+        self.event_faults: dict[tuple[str, str], FaultKind] = {}
+        self.effects: Counter[str] = Counter()  # provider effects by idempotency key
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _build(self, batches: dict[str, int]) -> None:
+        """The groups (with their batch sizes), the bus, the engine and the first worker."""
+        self.groups = {name: self._group(name, batches[name]) for name in GROUPS}
         choreography = Choreography("prop", list(self.groups.values()), external=(TripStep,))
         self.bus = EventBus(self.store, choreography, clock=self.clock)
         self.engine = Engine(self.store, self.bus.registry, clock=self.clock, config=CONFIG)
-        self.generation = 0
         self.worker = self._new_worker()
-        self.published: defaultdict[str, list[str]] = defaultdict(list)  # by subject, in order
-        self.faults: list[tuple[FaultKind, str | None]] = []
-        self.effects: Counter[str] = Counter()  # provider effects by idempotency key
         self.acceptors = {
             name: InboxAcceptor(self.store, name, group.delivery, clock=self.clock)
             for name, group in self.groups.items()
         }
 
-    # -- plumbing -------------------------------------------------------------------------
-    def _group(self, name: str) -> ConsumerGroup:
-        group = ConsumerGroup(name, retry=RETRY)
+    def _group(self, name: str, batch: int) -> ConsumerGroup:
+        group = ConsumerGroup(name, retry=RETRY, batch=batch)
 
         @group.handler(TripStep)
         async def apply(event: TripStep, ctx: HandlerContext) -> None:
-            fault = self._take_fault(name)
+            fault = self.event_faults.pop((name, ctx.event_id), None) or self._take_fault(name)
             if fault is FaultKind.TRANSIENT:
                 raise ConnectionError("provider unreachable")
             if fault is FaultKind.PERMANENT:
@@ -115,8 +124,13 @@ class EventsMachine(StoreMachine):
         return group
 
     def _take_fault(self, group: str) -> FaultKind | None:
-        for index, (kind, target) in enumerate(self.faults):
+        """The fault this handler call meets: the first armed for its group, once the
+        calls it waits for have passed."""
+        for index, (kind, target, after) in enumerate(self.faults):
             if target in (None, group):
+                if after > 0:
+                    self.faults[index] = (kind, target, after - 1)
+                    return None
                 del self.faults[index]
                 return kind
         return None
@@ -130,9 +144,11 @@ class EventsMachine(StoreMachine):
         return sum(len(ids) for ids in self.published.values())
 
     # -- rules ----------------------------------------------------------------------------
-    @initialize()
-    def first_events(self) -> None:
-        """Publish one event per subject."""
+    @initialize(batch_a=st.integers(min_value=1, max_value=5), batch_b=st.sampled_from((1, 32)))
+    def first_events(self, batch_a: int, batch_b: int) -> None:
+        """Build the groups with their batch sizes; publish one event per subject."""
+        self._build({"a": batch_a, "b": batch_b})
+        event(f"batch of group a: {batch_a}")
         for subject in SUBJECTS:
             self._publish(subject)
 
@@ -142,11 +158,26 @@ class EventsMachine(StoreMachine):
         """Publish the subject's next event."""
         self._publish(subject)
 
-    def _publish(self, subject: str) -> None:
+    def _publish(self, subject: str) -> str:
         n = len(self.published[subject])
         event_id = f"{subject}-{n}"
         self._run(self.bus.publish(TripStep(trip_id=subject, n=n), subject=subject, id=event_id))
         self.published[subject].append(event_id)
+        return event_id
+
+    @precondition(lambda self: self.event_count < MAX_EVENTS)
+    @rule(
+        subject=st.sampled_from(SUBJECTS),
+        count=st.integers(min_value=2, max_value=5),
+        failing=st.none() | st.tuples(st.sampled_from(GROUPS), st.integers(1, 4)),
+    )
+    def publish_burst(self, subject: str, count: int, failing: tuple[str, int] | None) -> None:
+        """Publish several of the subject's next events at once (queued together, they
+        are handled in one batch); maybe arm a transient fault for one of them, after
+        the first, in one group."""
+        ids = [self._publish(subject) for _ in range(min(count, MAX_EVENTS - self.event_count))]
+        if failing is not None and failing[1] < len(ids):
+            self.event_faults[(failing[0], ids[failing[1]])] = FaultKind.TRANSIENT
 
     @rule(subject=st.sampled_from(SUBJECTS), data=st.data())
     def publish_again(self, subject: str, data: st.DataObject) -> None:
@@ -173,10 +204,15 @@ class EventsMachine(StoreMachine):
         self._run(self.acceptors[group]([Delivery("trip", envelope.to_bytes(), attempt=2)]))
         event("late duplicate redelivered")
 
-    @rule(kind=st.sampled_from(FaultKind), group=st.sampled_from((None, *GROUPS)))
-    def arm_fault(self, kind: FaultKind, group: str | None) -> None:
-        """Arm a fault for the next handler call (of one group, or of any)."""
-        self.faults.append((kind, group))
+    @rule(
+        kind=st.sampled_from(FaultKind),
+        group=st.sampled_from((None, *GROUPS)),
+        after=st.integers(min_value=0, max_value=3),
+    )
+    def arm_fault(self, kind: FaultKind, group: str | None, after: int) -> None:
+        """Arm a fault for a handler call (of one group, or of any): the next, or one
+        ``after`` calls later."""
+        self.faults.append((kind, group, after))
 
     @rule()
     def relay(self) -> None:
@@ -235,6 +271,7 @@ class EventsMachine(StoreMachine):
         try:
             if sys.exc_info()[1] is None:
                 self.faults.clear()
+                self.event_faults.clear()
                 self._run(self._settle())
                 self._run(self._check(final=True))
         finally:

@@ -139,6 +139,10 @@ class RunExecutor:
         # Events already queued for this run, read ahead (see _queued_event).
         ahead = _ReadAhead()
         in_a_row = 0
+        # A batching step's checkpoint held back while the run receives the next queued
+        # event in-process (see StepSpec.batch), and the run as it was before it.
+        held: Checkpoint | None = None
+        held_before = _Before(step, context_json, "")
 
         if (
             run.definition_hash != flow.definition_hash
@@ -256,6 +260,8 @@ class RunExecutor:
                     event,
                     lease_epoch,
                 )
+                if held is not None:  # the batch's earlier steps commit with the failure
+                    checkpoint, before, held = _joined(held, checkpoint), held_before, None
                 if not await self._commit(checkpoint, journal, before):
                     return
                 if not go_on:
@@ -366,9 +372,10 @@ class RunExecutor:
                 else None
             )
             if wait is not None:
-                follow = await self._queued_event(
-                    run.id, wait, checkpoint.consumed_events, ahead, now
-                )
+                consumed = checkpoint.consumed_events
+                if held is not None:  # held back, so still pending in the store
+                    consumed = [*held.consumed_events, *consumed]
+                follow = await self._queued_event(run.id, wait, consumed, ahead, now)
             next_step: str | None
             try:
                 if follow is not None and wait is not None:
@@ -393,6 +400,8 @@ class RunExecutor:
                 # step); if it does, fail the run as it was rather than retry it forever.
                 journal.take()
                 journal.seq = before_seq
+                if held is not None and not await self._commit(held, journal, held_before):
+                    return
                 await self._fail_outright(
                     run,
                     before.step,
@@ -404,7 +413,15 @@ class RunExecutor:
                 )
                 return
             checkpoint.journal = journal.take()
-            if not await self._commit(checkpoint, journal, before):
+            if held is not None:
+                checkpoint, before, held = _joined(held, checkpoint), held_before, None
+            if (
+                follow is not None
+                and spec.batch > 1
+                and len(checkpoint.consumed_events) < spec.batch
+            ):
+                held, held_before = checkpoint, before
+            elif not await self._commit(checkpoint, journal, before):
                 return
             context_json = new_context
             state_json = checkpoint.state
@@ -779,6 +796,20 @@ def _rejected(cp: Checkpoint, exc: Exception, before: _Before, journal: _Journal
         journal=[entry],
         rejection=True,
     )
+
+
+def _joined(first: Checkpoint, then: Checkpoint) -> Checkpoint:
+    """``then``, also writing what ``first`` (the run's checkpoint just before it, held
+    back) wrote: two consecutive checkpoints of a run as one. A held checkpoint sets and
+    cancels no timers (a step that does is not followed by an in-process receipt)."""
+    then.journal = [*first.journal, *then.journal]
+    then.outbox = [*first.outbox, *then.outbox]
+    then.consumed_events = [*first.consumed_events, *then.consumed_events]
+    then.dead_letters = [*first.dead_letters, *then.dead_letters]
+    then.children = [*first.children, *then.children]
+    then.messages = [*first.messages, *then.messages]
+    then.cancels = [*first.cancels, *then.cancels]
+    return then
 
 
 def _receive_at_once(

@@ -129,6 +129,10 @@ class StepSpec:
     retry: RetryPolicy
     timeout: float | None
     on_failure: str | None
+    #: Events this step may receive in a row, in-process, under one checkpoint (1: a
+    #: checkpoint per step). How often the run is written, not what it does: not part of
+    #: the definition's hash.
+    batch: int = 1
 
     def describe(self) -> dict[str, Any]:
         code = getattr(self.fn, "__code__", None)
@@ -240,8 +244,16 @@ class Flow:
         timeout: float | None = None,
         on_failure: str | None = None,
         start: bool = False,
+        batch: int = 1,
     ) -> StepSpec:
-        """Register ``fn`` as the step ``name`` (the imperative twin of :meth:`step`)."""
+        """Register ``fn`` as the step ``name`` (the imperative twin of :meth:`step`).
+
+        ``batch`` > 1: when the step waits for an event that is already queued, the run
+        receives it at once and runs on without writing a checkpoint, up to ``batch``
+        received events; one checkpoint then commits them all. A step failing in the
+        batch commits the steps before it with its own failed attempt; a crash loses the
+        batch's steps, which run again (their idempotency keys are the same).
+        """
         if not name:
             raise DefinitionError("a step needs a name", flow=self.name)
         if len(name) > codec.MAX_NAME:
@@ -252,8 +264,10 @@ class Flow:
             raise DefinitionError("a step must be an async callable", flow=self.name, step=name)
         if timeout is not None and timeout <= 0:
             raise DefinitionError("a step timeout must be > 0", flow=self.name, step=name)
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise DefinitionError("a step's batch must be an int >= 1", flow=self.name, step=name)
         effective_timeout = timeout if timeout is not None else self.default_timeout
-        spec = StepSpec(name, fn, retry or self.default_retry, effective_timeout, on_failure)
+        spec = StepSpec(name, fn, retry or self.default_retry, effective_timeout, on_failure, batch)
         self._steps[name] = spec
         self._order.append(name)
         if start:

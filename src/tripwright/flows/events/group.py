@@ -12,11 +12,16 @@ A group's handlers declare what they consume and what they may publish::
 How it runs: per (group, subject) there is one long-lived **mailbox run** of the group's
 engine flow (``events.<group>``), with a deterministic id. Delivering an event queues it
 for that run under the event's id, which the run's inbox keeps once; the run handles one
-event per step and waits again. So the step's checkpoint consumes the event, commits the
+event per step and waits again. So the checkpoint consumes the event, commits the
 handler's state and its published events (the outbox) in one transaction; the run's lease
 orders a subject's events across workers; retries are the engine's retry policy; and an
 event the group gives up on is written to the dead-letter store by that same checkpoint,
 after which the mailbox goes on with the subject's next event.
+
+Events of a subject already queued are handled in a row, ``batch`` (default 32) to a
+checkpoint. An event whose handler fails ends the batch: the checkpoint commits the events
+before it with its failed attempt, which is retried (or dead-lettered) as when handled
+alone; a crash loses the uncommitted batch, whose events are handled again.
 """
 
 from __future__ import annotations
@@ -182,6 +187,7 @@ class ConsumerGroup:
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        batch: int = 32,
         description: str = "",
     ) -> None:
         self.name = name
@@ -193,11 +199,12 @@ class ConsumerGroup:
         if timeout is not None and timeout <= 0:
             raise DefinitionError("a handler timeout must be > 0", flow=self._flow.name)
         self.timeout = timeout
+        self.batch = batch
         self.description = description
         self._handlers: list[HandlerSpec] = []
         self._by_type: dict[str, tuple[HandlerSpec, type[Event]]] = {}
-        self._flow.add_step("wait", self._wait_step, start=True)
-        self._flow.add_step(HANDLE, self._handle_step, retry=self.retry)
+        self._flow.add_step("wait", self._wait_step, start=True, batch=batch)
+        self._flow.add_step(HANDLE, self._handle_step, retry=self.retry, batch=batch)
 
     # -- definition -----------------------------------------------------------------------
     def handler(
