@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 from pathlib import Path
@@ -178,3 +179,22 @@ async def test_a_run_checkpointed_with_a_full_snapshot_carries_on(tmp_path: Path
         assert (done.status, done.result) == (RunStatus.COMPLETED, {"seats": 2})
     finally:
         await store.close()
+
+
+def test_a_released_session_is_freed_without_the_garbage_collector() -> None:
+    """A host done with a session (a durable macrostep after its snapshot) releases it:
+    it and its invoked children are freed at once, not left to the garbage collector."""
+    chart = _everything()
+    gc.collect()
+    gc.disable()
+    try:
+        m = Interpreter(chart, session_id="s1")
+        m.start()
+        for name in ("next", "next", "pause"):  # the child is invoked
+            m.send(Event(name))
+        m.compact_snapshot()
+        m.release()
+        del m
+        assert not [o for o in gc.get_objects() if isinstance(o, Interpreter)]
+    finally:
+        gc.enable()

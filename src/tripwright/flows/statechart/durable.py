@@ -202,15 +202,20 @@ class StatechartFlow(Flow):
         if self.macrosteps_per_checkpoint > 1:
             self._receive_queued(ctx, run)
         context = _context_of(run)
-        if run.machine.terminated:
+        machine = run.machine
+        if machine.terminated:
             for sendid in sorted(run.timers):  # whatever the session left pending dies with it
                 ctx.cancel_timer(sendid)
         ctx.context.update(context)
-        if run.machine.terminated:
-            return Complete(run.machine.donedata)
-        if run.inbox or run.machine.pending:
-            return Goto(MACROSTEP)
-        return WaitEvent(then=MACROSTEP)
+        outcome: Outcome
+        if machine.terminated:
+            outcome = Complete(machine.donedata)
+        elif run.inbox or machine.pending:
+            outcome = Goto(MACROSTEP)
+        else:
+            outcome = WaitEvent(then=MACROSTEP)
+        machine.release()  # freed now, not by the garbage collector
+        return outcome
 
     def _apply(
         self, ctx: StepContext, run: _Session, step: Macrostep | None, stimulus: dict[str, Any]

@@ -385,6 +385,19 @@ class Interpreter:
         ContextNotSerializableError naming a variable that holds a non-JSON value."""
         return take_snapshot(self)
 
+    def release(self) -> None:
+        """Let go of what ties this session to itself (its namespace and action context)
+        and to its children, so that a host done with it frees it at once, without
+        waiting for the garbage collector. The session cannot be used afterwards."""
+        for invocation in (self._invoked or {}).values():
+            if invocation.child is not None:
+                invocation.child.release()
+        self._invoked = None
+        self._parent = None
+        self._ns = None
+        self.helpers = None
+        self._ctx = None
+
     def compact_snapshot(self) -> dict[str, Any]:
         """This session in the compact form (see :func:`.snapshot.take_compact`): for a
         host that encodes it at once, and restores it with ``session_id=``."""
